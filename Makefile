@@ -1,0 +1,40 @@
+# `make demo` and `make test` work on a fresh clone: each installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+
+# Offline by default: nothing in the demo or the tests downloads weights or waits on W&B.
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+export NO_ALBUMENTATIONS_UPDATE ?= 1
+
+.PHONY: install demo test test-slow lock clean
+
+install: $(STAMP)
+
+# Idempotent: creates the venv only if missing, reinstalls only when the dependency files change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=23.2"
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,slurm]'
+	@touch $@
+
+demo: install
+	$(PY) -m clamp.data.synthetic --out data/synthetic --seed 0 --num-train 800 --num-val 100 --num-test 100 --cached
+	$(PY) -m clamp.train +experiment=demo
+
+test: install
+	WANDB_MODE=disabled $(PY) -m pytest
+
+test-slow: install
+	WANDB_MODE=disabled $(PY) -m pytest -m slow
+
+# Re-pin the tested set after a dependency change (run on a CPU machine like CI's).
+lock: install
+	@{ sed -n '1,3p' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,1 @@
+"""CLAMP: prompt-based contrastive learning for animal pose estimation."""

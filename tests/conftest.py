@@ -1,0 +1,28 @@
+"""Shared test fixtures. Everything here works offline; real-data fixtures skip when absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Nothing in the test suite may wait on a network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """The shared real-data fixtures (AP-10K / Animal-Pose minis and published id lists).
+
+    Read in place from ``$CLAMP_FIXTURES`` or ``<repo>/../shared/data``; tests that need them are
+    skipped with a reason on a user's clone that has no such folder.
+    """
+    path = Path(os.environ.get("CLAMP_FIXTURES", REPO_ROOT.parent / "shared" / "data"))
+    if not (path / "ap10k_mini" / "test_ap10k.json").is_file():
+        pytest.skip(f"real-data fixtures not found at {path} (set CLAMP_FIXTURES to the shared/data folder)")
+    return path
