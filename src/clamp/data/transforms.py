@@ -1,0 +1,280 @@
+"""Top-down crop geometry and training augmentations (mmpose 0.x semantics, one affine warp).
+
+Conventions (shared by the whole package): pixel index ``i`` has coordinate ``i``; a horizontal
+flip maps ``x -> W - 1 - x``; a crop is described by ``center`` (2,) and ``scale`` (2,) = the
+crop box size ``(w, h)`` in original-image pixels, already padded and made to the input aspect
+ratio (no ``/200`` units); ``rotation`` is in degrees.
+
+The training pipeline mirrors the official CLAMP / mmpose 0.x one (``TopDownRandomFlip``,
+``TopDownHalfBodyTransform``, ``TopDownGetRandomScaleRotation``, ``TopDownAffine``): the flip,
+half-body box, scale and rotation are all folded into a single affine matrix, so the image is
+resampled once (bilinear) from the original pixels. Keypoints go through the same matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from clamp.data.keypoints import KeypointSpec, get_keypoint_spec
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def box_to_center_scale(
+    bbox_xywh: Sequence[float], aspect_ratio: float, padding: float = 1.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """Box centre and crop size: the box widened or heightened to ``aspect_ratio`` (w/h), times ``padding``.
+
+    Same as mmpose 0.x ``_xywh2cs`` without the ``/200`` unit and without the training centre
+    jitter (that one lives in :class:`clamp.data.dataset.TopDownDataset`).
+    """
+    x, y, w, h = (float(v) for v in bbox_xywh)
+    center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float32)
+    if w > aspect_ratio * h:
+        h = w / aspect_ratio
+    elif w < aspect_ratio * h:
+        w = h * aspect_ratio
+    scale = np.array([w, h], dtype=np.float32) * padding
+    return center, scale
+
+
+def get_affine_transform(
+    center: Sequence[float],
+    scale: Sequence[float],
+    rotation_deg: float,
+    output_size: Sequence[int],
+    inverse: bool = False,
+) -> np.ndarray:
+    """(2, 3) matrix mapping the crop in the original image onto the ``output_size`` (W, H) input.
+
+    mmpose 0.x convention: ``center`` goes to ``(W/2, H/2)``, the image is rotated by
+    ``rotation_deg`` about ``center`` (positive = counter-clockwise on screen, the same sign as
+    mmpose), and ``scale[0]`` original pixels map to ``W`` output pixels (isotropic; ``scale[1]``
+    follows from the aspect ratio). Written in closed form instead of mmpose's three-point
+    ``cv2.getAffineTransform`` so it stays exact in float64; ``inverse=True`` maps input-crop
+    coordinates back to the original image.
+    """
+    s = float(output_size[0]) / float(scale[0])
+    theta = np.deg2rad(rotation_deg)
+    cos, sin = np.cos(theta), np.sin(theta)
+    # mmpose rotates the source direction by +theta, so points are mapped by R(-theta).
+    linear = s * np.array([[cos, sin], [-sin, cos]], dtype=np.float64)
+    dst_center = np.array([output_size[0] * 0.5, output_size[1] * 0.5], dtype=np.float64)
+    matrix = np.concatenate([linear, (dst_center - linear @ np.asarray(center, np.float64))[:, None]], axis=1)
+    if inverse:
+        return cv2.invertAffineTransform(matrix)
+    return matrix
+
+
+def affine_transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine ``matrix`` to (N, 2) points; returns (N, 2) floats (float32 stays float32)."""
+    pts = np.asarray(points)
+    out = pts.astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]
+    return out.astype(np.result_type(pts.dtype, np.float32))
+
+
+def flip_keypoints(keypoints: np.ndarray, image_width: int, flip_index: Sequence[int]) -> np.ndarray:
+    """Horizontally flip (K, 3) keypoints: ``x' = W - 1 - x`` and swap left/right channels.
+
+    ``flip_index[k]`` is the channel whose point becomes channel ``k`` (``KeypointSpec.flip_index``).
+    Visibility travels with its point.
+    """
+    flipped = np.array(keypoints, dtype=np.float32, copy=True)[list(flip_index)]
+    flipped[:, 0] = image_width - 1 - flipped[:, 0]
+    return flipped
+
+
+def flip_center(center: Sequence[float], image_width: int) -> np.ndarray:
+    """The crop centre after a horizontal flip of the whole image (``x' = W - 1 - x``)."""
+    out = np.array(center, dtype=np.float32, copy=True)
+    out[0] = image_width - 1 - out[0]
+    return out
+
+
+def _flip_matrix(image_width: int) -> np.ndarray:
+    """(3, 3) homogeneous matrix of the horizontal flip ``x' = W - 1 - x``."""
+    return np.array([[-1.0, 0.0, image_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def half_body_center_scale(
+    keypoints: np.ndarray,
+    upper_body_ids: Sequence[int],
+    aspect_ratio: float,
+    rng: np.random.Generator,
+    padding: float = 1.5,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Crop around the labelled upper- or lower-body joints only (mmpose 0.x ``half_body_transform``).
+
+    The upper set is chosen when ``randn < 0.5`` (about 69 %) and it has more than 2 joints,
+    else the lower set if it has more than 2, else the upper set. The centre is the *mean* of the
+    chosen joints (as mmpose), the size their extent made to ``aspect_ratio`` times ``padding``.
+    Returns ``None`` when fewer than 2 joints are chosen.
+    """
+    labelled = keypoints[:, 2] > 0
+    is_upper = np.zeros(len(keypoints), dtype=bool)
+    is_upper[list(upper_body_ids)] = True
+    upper = keypoints[labelled & is_upper, :2]
+    lower = keypoints[labelled & ~is_upper, :2]
+    if rng.standard_normal() < 0.5 and len(upper) > 2:
+        chosen = upper
+    elif len(lower) > 2:
+        chosen = lower
+    else:
+        chosen = upper
+    if len(chosen) < 2:
+        return None
+    center = chosen.mean(axis=0).astype(np.float32)
+    w, h = (chosen.max(axis=0) - chosen.min(axis=0)).astype(np.float64)
+    if w > aspect_ratio * h:
+        h = w / aspect_ratio
+    elif w < aspect_ratio * h:
+        w = h * aspect_ratio
+    return center, np.array([w, h], dtype=np.float32) * padding
+
+
+@dataclass
+class TransformedInstance:
+    """Output of :class:`TopDownTransform`.
+
+    ``center`` / ``scale`` / ``rotation`` describe the crop that was cut, in the frame of the
+    original image, mirrored first when ``flipped`` is True (mmpose's meta convention).
+    """
+
+    image: torch.Tensor  # float32 (3, H, W), RGB, ImageNet-normalised
+    keypoints: np.ndarray  # float32 (K, 3) in input-crop pixels; v unchanged
+    center: np.ndarray  # float32 (2,)
+    scale: np.ndarray  # float32 (2,)
+    rotation: float
+    flipped: bool
+
+
+class TopDownTransform:
+    """Cut the ``input_size`` crop of one instance, with mmpose 0.x training augmentations.
+
+    Training draws, in mmpose's order: flip (``flip_prob``), half-body (``half_body_prob``, only
+    with more than ``half_body_min_keypoints`` labelled joints), scale ``clip(N(0,1)*f+1, 1-f, 1+f)``
+    with ``f = scale_factor``, rotation ``clip(N(0,1)*r, -2r, 2r)`` with ``r = rotation_factor``
+    applied with ``rotation_prob``. Optional photometric jitter (albumentations ``ColorJitter``,
+    brightness/contrast/saturation ``color_jitter_strength``, probability ``color_jitter_prob``) is
+    off by default because the official code has none. Evaluation (``training=False``) is the
+    plain crop.
+
+    All randomness comes from the transform's own ``np.random.Generator`` (plus the albumentations
+    Compose's own generator); call :meth:`set_seed` in each DataLoader worker
+    (:func:`clamp.data.dataset.worker_init_fn` does it).
+    """
+
+    def __init__(
+        self,
+        keypoint_spec: KeypointSpec | str,
+        input_size: tuple[int, int] = (256, 256),
+        training: bool = False,
+        flip_prob: float = 0.5,
+        half_body_prob: float = 0.3,
+        half_body_min_keypoints: int = 8,
+        scale_factor: float = 0.5,
+        rotation_factor: float = 40.0,
+        rotation_prob: float = 0.6,
+        color_jitter_prob: float = 0.0,
+        color_jitter_strength: float = 0.2,
+        seed: int | None = None,
+    ) -> None:
+        for name, p in (("flip_prob", flip_prob), ("half_body_prob", half_body_prob),
+                        ("rotation_prob", rotation_prob), ("color_jitter_prob", color_jitter_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"TopDownTransform: {name}={p} must be a probability in [0, 1]")
+        if len(input_size) != 2 or min(input_size) <= 0:
+            raise ValueError(
+                f"TopDownTransform: input_size={input_size} must be a positive (width, height) pair"
+            )
+        if not 0.0 <= scale_factor < 1.0:
+            raise ValueError(f"TopDownTransform: scale_factor={scale_factor} must be in [0, 1)")
+        self.spec = get_keypoint_spec(keypoint_spec)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.training = training
+        self.flip_prob = flip_prob
+        self.half_body_prob = half_body_prob
+        self.half_body_min_keypoints = half_body_min_keypoints
+        self.scale_factor = scale_factor
+        self.rotation_factor = rotation_factor
+        self.rotation_prob = rotation_prob
+        self._mean = np.array(IMAGENET_MEAN, dtype=np.float32) * 255.0
+        self._inv_std = 1.0 / (np.array(IMAGENET_STD, dtype=np.float32) * 255.0)
+        self._photometric = None
+        if training and color_jitter_prob > 0:
+            # Imported only when used: albumentations adds ~1 s of import time.
+            import albumentations as A
+
+            self._photometric = A.Compose([
+                A.ColorJitter(brightness=color_jitter_strength, contrast=color_jitter_strength,
+                              saturation=color_jitter_strength, hue=0.0, p=color_jitter_prob)
+            ])
+        self.set_seed(seed)
+
+    @property
+    def aspect_ratio(self) -> float:
+        return self.input_size[0] / self.input_size[1]
+
+    def set_seed(self, seed: int | None) -> None:
+        """Restart every random stream of this transform from ``seed`` (None = fresh OS entropy)."""
+        self._rng = np.random.default_rng(seed)
+        if self._photometric is not None:
+            self._photometric.set_random_seed(None if seed is None else int(seed) % 2**32)
+
+    def __call__(
+        self, image: np.ndarray, keypoints: np.ndarray, center: np.ndarray, scale: np.ndarray
+    ) -> TransformedInstance:
+        """Crop ``image`` (H, W, 3 uint8 RGB) at ``center``/``scale``; ``keypoints`` (K, 3) in image px."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"TopDownTransform: expected an (H, W, 3) RGB image, got shape {image.shape}")
+        if keypoints.shape != (self.spec.num_keypoints, 3):
+            raise ValueError(
+                f"TopDownTransform: keypoints shape {keypoints.shape} does not match keypoint spec "
+                f"'{self.spec.name}' ({self.spec.num_keypoints}, 3)"
+            )
+        kpts = np.array(keypoints, dtype=np.float32, copy=True)
+        center = np.array(center, dtype=np.float32, copy=True)
+        scale = np.array(scale, dtype=np.float32, copy=True)
+        rotation = 0.0
+        flipped = False
+        pre = np.eye(3)
+        if self.training:
+            width = image.shape[1]
+            if self._rng.random() < self.flip_prob:
+                flipped = True
+                kpts = flip_keypoints(kpts, width, self.spec.flip_index)
+                center = flip_center(center, width)
+                pre = _flip_matrix(width)
+            if (np.count_nonzero(kpts[:, 2] > 0) > self.half_body_min_keypoints
+                    and self._rng.random() < self.half_body_prob):
+                half = half_body_center_scale(kpts, self.spec.upper_body_ids, self.aspect_ratio, self._rng)
+                if half is not None:
+                    center, scale = half
+            f = self.scale_factor
+            scale = scale * np.float32(np.clip(self._rng.standard_normal() * f + 1.0, 1.0 - f, 1.0 + f))
+            r = self.rotation_factor
+            rot = float(np.clip(self._rng.standard_normal() * r, -2.0 * r, 2.0 * r))
+            rotation = rot if self._rng.random() < self.rotation_prob else 0.0
+        crop = get_affine_transform(center, scale, rotation, self.input_size)
+        # One resampling from the original pixels: crop after (optional) flip.
+        warp = (np.vstack([crop, [0.0, 0.0, 1.0]]) @ pre)[:2]
+        patch = cv2.warpAffine(image, warp, self.input_size, flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if self._photometric is not None:
+            patch = self._photometric(image=patch)["image"]
+        kpts[:, :2] = affine_transform_points(kpts[:, :2], crop)
+        normalised = (patch.astype(np.float32) - self._mean) * self._inv_std
+        return TransformedInstance(
+            image=torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1))),
+            keypoints=kpts,
+            center=center.astype(np.float32),
+            scale=scale.astype(np.float32),
+            rotation=rotation,
+            flipped=flipped,
+        )
