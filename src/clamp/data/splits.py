@@ -188,7 +188,8 @@ def _source(data: CocoKeypoints) -> dict[str, str]:
     return {"file": data.path.name, "sha256": data.sha256}
 
 
-def _family_instances(data: CocoKeypoints, family: str, role: str) -> list[int]:
+def family_instance_ids(data: CocoKeypoints, family: str, role: str = "test") -> list[int]:
+    """Ids of the usable instances whose species belongs to ``family``; clear error if none."""
     families = sorted({cat.family for cat in data.categories.values()})
     if family not in families:
         raise SplitError(
@@ -322,9 +323,9 @@ def build_split(
             raise SplitError("mode 'family' needs a training family (--train-family, e.g. Bovidae)")
         if (test is None) != (test_family is None):
             raise SplitError("a test family needs a test file and vice versa (--test-ann with --test-family)")
-        chosen = _family_instances(train, train_family, "train")
+        chosen = family_instance_ids(train, train_family, "train")
         if test is not None and test_family is not None:
-            parts["test"] = SplitPart.from_instances(test, _family_instances(test, test_family, "test"))
+            parts["test"] = SplitPart.from_instances(test, family_instance_ids(test, test_family, "test"))
             sources["test"] = _source(test)
     else:
         if image_ids is None:
