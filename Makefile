@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 demo: install
-	$(PY) -m clamp.data.synthetic --out data/synthetic --seed 0 --num-train 800 --num-val 100 --num-test 100 --cached
+	$(PY) -m clamp.data.synthetic --out data/synthetic --seed 0 --num-train 800 --num-val 100 --num-test 100
 	$(PY) -m clamp.train +experiment=demo
 
 test: install
