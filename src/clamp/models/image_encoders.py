@@ -1,0 +1,251 @@
+"""Image encoders: dense CLIP ResNet / ViT (F_origin plus the projector to the joint space) and ImageNet R-50.
+
+Each encoder maps images (B, 3, H, W) to :class:`ImageFeatures`:
+
+* ``features`` = F_origin, the backbone's last feature map (B, C_feat, h, w) that the keypoint head fuses
+  with the score map (paper Eq. 9);
+* ``dense`` = F, the projector applied at every position (B, C_emb, h, w), in CLIP's joint text-image
+  space (paper Sec. 3.2.2);
+* ``global_embedding`` (B, C_emb), the projector's global token (memory token 0 of the context decoder).
+
+All encoders expose ``feature_channels``, ``embed_dim`` (None without a projector) and ``stride`` (input
+pixels per feature cell); inputs must be multiples of ``stride`` so that the grid maps back exactly.
+
+The CLIP encoders reuse the submodules of an open_clip ``CLIP.visual`` (weights included), so weights
+loaded by :func:`clamp.models.clip_backbone.load_open_clip` are used unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.modified_resnet import ModifiedResNet
+from open_clip.transformer import VisionTransformer
+from torch import Tensor, nn
+
+from clamp.models.clip_backbone import PretrainedWeightsError, network_reachable, offline_mode, \
+    read_state_dict, resize_grid_embedding
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ImageFeatures", "DenseCLIPResNet", "DenseCLIPViT", "ImageNetResNet50", "build_clip_image_encoder"]
+
+
+@dataclass
+class ImageFeatures:
+    """Outputs of an image encoder (see module docstring)."""
+
+    features: Tensor
+    dense: Tensor | None
+    global_embedding: Tensor | None
+
+
+def _check_input(images: Tensor, stride: int, name: str) -> None:
+    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"{name} expects images of shape (B, 3, H, W), got {got}")
+    height, width = images.shape[-2:]
+    if height % stride or width % stride:
+        raise ValueError(f"{name}: input size {width}x{height} must be a multiple of the stride {stride}")
+
+
+class DenseCLIPResNet(nn.Module):
+    """CLIP ModifiedResNet with its attention pool applied densely as the projector (official Sec. 1.1).
+
+    The stem and layer1-4 give F_origin (2048 x 8 x 8 for RN50 at 256 px). The projector is CLIP's
+    ``AttentionPool2d`` over all positions: tokens [mean of positions; the h*w positions] plus the
+    positional table (resized bilinearly to the actual grid when it differs), then one full multi-head
+    self-attention with CLIP's q/k/v/c_proj over all 1 + h*w tokens. Output token 0 is the global
+    embedding (identical to CLIP's pooled image feature); tokens 1.. form the dense map.
+    """
+
+    def __init__(self, visual: ModifiedResNet) -> None:
+        """Wrap ``visual`` (shares its modules and weights)."""
+        super().__init__()
+        if not isinstance(visual, ModifiedResNet) or visual.attnpool is None:
+            raise TypeError(f"DenseCLIPResNet needs an open_clip ModifiedResNet with attnpool, got "
+                            f"{type(visual).__name__}")
+        self.visual = visual
+        self.feature_channels = visual.attnpool.k_proj.in_features
+        self.embed_dim = visual.attnpool.c_proj.out_features
+        self.stride = 32
+
+    def forward(self, images: Tensor) -> ImageFeatures:
+        """Images (B, 3, H, W) -> F_origin (B, 2048, H/32, W/32), dense F and the global embedding."""
+        _check_input(images, self.stride, type(self).__name__)
+        visual = self.visual
+        x = visual.stem(images)
+        x = visual.layer4(visual.layer3(visual.layer2(visual.layer1(x))))
+        global_embedding, dense = self.project(x)
+        return ImageFeatures(features=x, dense=dense, global_embedding=global_embedding)
+
+    def project(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """The projector F_origin -> (global (B, C_emb), dense F (B, C_emb, h, w)) (paper Sec. 3.2.2)."""
+        pool = self.visual.attnpool
+        batch, _, height, width = features.shape
+        tokens = features.flatten(2).permute(2, 0, 1)  # (hw, B, C)
+        tokens = torch.cat([tokens.mean(dim=0, keepdim=True), tokens], dim=0)
+        positions = resize_grid_embedding(pool.positional_embedding, (height, width))
+        tokens = tokens + positions[:, None].to(tokens.dtype)
+        out, _ = F.multi_head_attention_forward(
+            query=tokens, key=tokens, value=tokens,
+            embed_dim_to_check=tokens.shape[-1],
+            num_heads=pool.num_heads,
+            q_proj_weight=pool.q_proj.weight,
+            k_proj_weight=pool.k_proj.weight,
+            v_proj_weight=pool.v_proj.weight,
+            in_proj_weight=None,
+            in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+            bias_k=None,
+            bias_v=None,
+            add_zero_attn=False,
+            dropout_p=0.0,
+            out_proj_weight=pool.c_proj.weight,
+            out_proj_bias=pool.c_proj.bias,
+            use_separate_proj_weight=True,
+            training=self.training,
+            need_weights=False,
+        )  # (1 + hw, B, C_emb)
+        dense = out[1:].permute(1, 2, 0).reshape(batch, -1, height, width)
+        return out[0], dense
+
+
+class DenseCLIPViT(nn.Module):
+    """CLIP VisionTransformer returning patch features and their joint-space projection (official Sec. 1.2).
+
+    Patch tokens at the input size, the positional table interpolated (bilinear) to the grid when it
+    differs, the class embedding added once (the official code adds it twice, a DenseCLIP quirk; adding it
+    once keeps the pretrained CLIP computation), ln_pre, the transformer blocks. F_origin = the last
+    block's patch tokens before ln_post, (B, width, h, w). Projector = ln_post then ``proj`` on all
+    tokens: the class token gives the global embedding (identical to ``CLIP.encode_image``), the patch
+    tokens the dense map.
+
+    Stochastic depth (drop_path 0.4 in the official ViT configs) is not applied: open_clip's blocks have
+    no drop-path hook, and rewriting them would break weight compatibility with open_clip.
+    """
+
+    def __init__(self, visual: VisionTransformer) -> None:
+        """Wrap ``visual`` (shares its modules and weights); needs class-token pooling and a projection."""
+        super().__init__()
+        if not isinstance(visual, VisionTransformer):
+            raise TypeError(f"DenseCLIPViT needs an open_clip VisionTransformer, got {type(visual).__name__}")
+        problems = []
+        if visual.attn_pool is not None:
+            problems.append("attentional_pool")
+        if visual.pool_type != "tok":
+            problems.append(f"pool_type={visual.pool_type!r} (need 'tok')")
+        if visual.proj is None:
+            problems.append("no proj")
+        if not isinstance(visual.patch_dropout, nn.Identity):
+            problems.append("patch_dropout > 0 (drops grid cells)")
+        if problems:
+            raise ValueError(f"DenseCLIPViT cannot use this VisionTransformer: {', '.join(problems)}")
+        patch_h, patch_w = visual.patch_size
+        if patch_h != patch_w:
+            raise ValueError(f"DenseCLIPViT needs square patches, got {visual.patch_size}")
+        self.visual = visual
+        self.feature_channels = visual.conv1.out_channels
+        self.embed_dim = visual.proj.shape[1]
+        self.stride = patch_h
+
+    def forward(self, images: Tensor) -> ImageFeatures:
+        """Images (B, 3, H, W) -> F_origin (B, width, H/p, W/p), dense F and the global embedding."""
+        _check_input(images, self.stride, type(self).__name__)
+        visual = self.visual
+        x = visual.conv1(images)  # (B, width, h, w)
+        batch, width, height, grid_w = x.shape
+        x = x.flatten(2).transpose(1, 2)
+        cls = visual.class_embedding.to(x.dtype).expand(batch, 1, -1)
+        x = torch.cat([cls, x], dim=1)
+        x = x + resize_grid_embedding(visual.positional_embedding, (height, grid_w)).to(x.dtype)
+        x = visual.transformer(visual.ln_pre(x))
+        features = x[:, 1:].transpose(1, 2).reshape(batch, width, height, grid_w)
+        global_embedding, dense = self.project(x, (height, grid_w))
+        return ImageFeatures(features=features, dense=dense, global_embedding=global_embedding)
+
+    def project(self, tokens: Tensor, grid: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """The projector: ln_post + proj on all (B, 1 + h*w, width) tokens (paper Sec. 3.2.2)."""
+        out = self.visual.ln_post(tokens) @ self.visual.proj
+        dense = out[:, 1:].transpose(1, 2).reshape(out.shape[0], -1, *grid)
+        return out[:, 0], dense
+
+
+def build_clip_image_encoder(clip_model: open_clip.CLIP) -> DenseCLIPResNet | DenseCLIPViT:
+    """The dense encoder for ``clip_model.visual``: ModifiedResNet -> ResNet variant, ViT -> ViT variant."""
+    visual = getattr(clip_model, "visual", None)
+    if isinstance(visual, ModifiedResNet):
+        return DenseCLIPResNet(visual)
+    if isinstance(visual, VisionTransformer):
+        return DenseCLIPViT(visual)
+    raise TypeError(f"no dense encoder for a CLIP vision tower of type {type(visual).__name__}; "
+                    "supported: open_clip ModifiedResNet and VisionTransformer")
+
+
+class ImageNetResNet50(nn.Module):
+    """torchvision ResNet-50 trunk (conv1 .. layer4, no pooling/fc) for the ImageNet SimpleBaseline.
+
+    ``weights``: ``None`` (random), ``"imagenet"`` (torchvision ``IMAGENET1K_V1``, from the torch hub cache
+    or downloaded when the host answers) or a local state-dict file (torchvision layout; ``fc.*`` ignored).
+    """
+
+    _TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+    def __init__(self, weights: str | os.PathLike | None = None) -> None:
+        """Build the trunk and load ``weights`` (see class doc)."""
+        super().__init__()
+        import torchvision
+
+        # Weights first: a missing file fails before the (slow) random init.
+        state_dict = None if weights is None else _imagenet_resnet50_state_dict(weights)
+        resnet = torchvision.models.resnet50(weights=None)
+        if state_dict is not None:
+            state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
+            missing, unexpected = resnet.load_state_dict(state_dict, strict=False)
+            missing = [k for k in missing if not k.startswith("fc.")]
+            if missing or unexpected:
+                raise PretrainedWeightsError(
+                    f"ResNet-50 weights {weights}: {len(missing)} missing keys {missing[:5]}, "
+                    f"{len(unexpected)} unexpected keys {unexpected[:5]} (expected torchvision's layout)")
+        for name in self._TRUNK:
+            self.add_module(name, getattr(resnet, name))
+        self.feature_channels = 2048
+        self.embed_dim = None
+        self.stride = 32
+
+    def forward(self, images: Tensor) -> ImageFeatures:
+        """Images (B, 3, H, W) -> layer4 features (B, 2048, H/32, W/32); no projector."""
+        _check_input(images, self.stride, type(self).__name__)
+        x = images
+        for name in self._TRUNK:
+            x = getattr(self, name)(x)
+        return ImageFeatures(features=x, dense=None, global_embedding=None)
+
+
+def _imagenet_resnet50_state_dict(weights: str | os.PathLike) -> dict[str, Tensor]:
+    """torchvision's ImageNet ResNet-50 weights for the tag ``"imagenet"``, or a local file's."""
+    if str(weights) != "imagenet":
+        return read_state_dict(weights)
+    from torchvision.models import ResNet50_Weights
+
+    url = ResNet50_Weights.IMAGENET1K_V1.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    if cached.is_file():
+        return read_state_dict(cached)
+    offline = offline_mode()
+    if not offline and network_reachable(url):
+        try:
+            return ResNet50_Weights.IMAGENET1K_V1.get_state_dict(progress=False, check_hash=True)
+        except Exception as exc:  # any download failure gets the same how-to message
+            reason = f"download failed: {exc}"
+    else:
+        reason = "HF_HUB_OFFLINE is set" if offline else "download.pytorch.org cannot be reached"
+    raise PretrainedWeightsError(
+        f"ImageNet ResNet-50 weights are not cached and cannot be downloaded ({reason}). Download {url} on a "
+        f"connected machine and either put it at {cached} (torch hub cache; TORCH_HOME moves it) or pass its "
+        "path as the weights; or use weights=null for random init.")
