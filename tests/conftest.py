@@ -26,3 +26,13 @@ def fixtures_dir() -> Path:
     if not (path / "ap10k_mini" / "test_ap10k.json").is_file():
         pytest.skip(f"real-data fixtures not found at {path} (set CLAMP_FIXTURES to the shared/data folder)")
     return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small synthetic AP-10K (all paper families present) shared by the training tests."""
+    from clamp.data.synthetic import generate_synthetic_ap10k
+
+    root = tmp_path_factory.mktemp("synthetic-ap10k")
+    generate_synthetic_ap10k(root, seed=0, num_train=60, num_val=30, num_test=10, image_size=128)
+    return root

@@ -76,14 +76,21 @@ class DenseCLIPResNet(nn.Module):
         self.embed_dim = visual.attnpool.c_proj.out_features
         self.stride = 32
 
-    def forward(self, images: Tensor) -> ImageFeatures:
-        """Images (B, 3, H, W) -> F_origin (B, 2048, H/32, W/32), dense F and the global embedding."""
+    def forward(self, images: Tensor, project: bool = True) -> ImageFeatures:
+        """Images (B, 3, H, W) -> F_origin (B, 2048, H/32, W/32), and with ``project`` dense F and the
+        global embedding (SimpleBaseline skips the projector)."""
         _check_input(images, self.stride, type(self).__name__)
         visual = self.visual
         x = visual.stem(images)
         x = visual.layer4(visual.layer3(visual.layer2(visual.layer1(x))))
+        if not project:
+            return ImageFeatures(features=x, dense=None, global_embedding=None)
         global_embedding, dense = self.project(x)
         return ImageFeatures(features=x, dense=dense, global_embedding=global_embedding)
+
+    def projector_parameters(self) -> list[nn.Parameter]:
+        """Parameters used only by :meth:`project` (CLIP's attention pool)."""
+        return list(self.visual.attnpool.parameters())
 
     def project(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """The projector F_origin -> (global (B, C_emb), dense F (B, C_emb, h, w)) (paper Sec. 3.2.2)."""
@@ -154,8 +161,9 @@ class DenseCLIPViT(nn.Module):
         self.embed_dim = visual.proj.shape[1]
         self.stride = patch_h
 
-    def forward(self, images: Tensor) -> ImageFeatures:
-        """Images (B, 3, H, W) -> F_origin (B, width, H/p, W/p), dense F and the global embedding."""
+    def forward(self, images: Tensor, project: bool = True) -> ImageFeatures:
+        """Images (B, 3, H, W) -> F_origin (B, width, H/p, W/p), and with ``project`` dense F and the
+        global embedding (SimpleBaseline skips the projector)."""
         _check_input(images, self.stride, type(self).__name__)
         visual = self.visual
         x = visual.conv1(images)  # (B, width, h, w)
@@ -166,8 +174,14 @@ class DenseCLIPViT(nn.Module):
         x = x + resize_grid_embedding(visual.positional_embedding, (height, grid_w)).to(x.dtype)
         x = visual.transformer(visual.ln_pre(x))
         features = x[:, 1:].transpose(1, 2).reshape(batch, width, height, grid_w)
+        if not project:
+            return ImageFeatures(features=features, dense=None, global_embedding=None)
         global_embedding, dense = self.project(x, (height, grid_w))
         return ImageFeatures(features=features, dense=dense, global_embedding=global_embedding)
+
+    def projector_parameters(self) -> list[nn.Parameter]:
+        """Parameters used only by :meth:`project` (``ln_post`` and ``proj``)."""
+        return [*self.visual.ln_post.parameters(), self.visual.proj]
 
     def project(self, tokens: Tensor, grid: tuple[int, int]) -> tuple[Tensor, Tensor]:
         """The projector: ln_post + proj on all (B, 1 + h*w, width) tokens (paper Sec. 3.2.2)."""
@@ -218,13 +232,17 @@ class ImageNetResNet50(nn.Module):
         self.embed_dim = None
         self.stride = 32
 
-    def forward(self, images: Tensor) -> ImageFeatures:
-        """Images (B, 3, H, W) -> layer4 features (B, 2048, H/32, W/32); no projector."""
+    def forward(self, images: Tensor, project: bool = False) -> ImageFeatures:
+        """Images (B, 3, H, W) -> layer4 features (B, 2048, H/32, W/32); there is no projector."""
         _check_input(images, self.stride, type(self).__name__)
         x = images
         for name in self._TRUNK:
             x = getattr(self, name)(x)
         return ImageFeatures(features=x, dense=None, global_embedding=None)
+
+    def projector_parameters(self) -> list[nn.Parameter]:
+        """None: an ImageNet trunk has no joint-space projector."""
+        return []
 
 
 def _imagenet_resnet50_state_dict(weights: str | os.PathLike) -> dict[str, Tensor]:

@@ -281,8 +281,7 @@ class SimpleBaseline(PoseModel):
     """SimpleBaseline (Xiao et al. 2018): image encoder F_origin -> deconv keypoint head, no language side.
 
     With a CLIP encoder, the encoder's joint-space projector (RN: attention pool; ViT: ln_post, proj) is
-    part of the module but unused, so its parameters receive no gradient (the official SimpleBaseline
-    parameter counts of Table 7 include it); DDP needs ``find_unused_parameters=True`` for these models.
+    kept (the paper's Table 7 counts it) but never run, and frozen so that optimisers and DDP skip it.
     """
 
     def __init__(
@@ -300,8 +299,10 @@ class SimpleBaseline(PoseModel):
         self.keypoint_head = HeatmapHead(
             image_encoder.feature_channels, self.num_keypoints, n_up, deconv_channels
         )
+        for param in image_encoder.projector_parameters():
+            param.requires_grad_(False)
 
     def forward(self, images: Tensor, return_aux: bool = False) -> PoseOutput:
         """Images (B, 3, H, W) at ``input_size`` -> :class:`PoseOutput` with heatmaps only."""
         self._check_images(images)
-        return PoseOutput(heatmaps=self.keypoint_head(self.image_encoder(images).features))
+        return PoseOutput(heatmaps=self.keypoint_head(self.image_encoder(images, project=False).features))

@@ -1,0 +1,99 @@
+"""The Hydra configs: every experiment composes, resolves, and runs a training and a validation step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from clamp.cli import CONFIG_PATH
+
+EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_PATH) / "experiment").glob("*.yaml"))
+PAPER_EXPERIMENTS = [
+    "demo", "supervised", "fewshot20", "zeroshot_bovidae_canidae", "zeroshot_canidae_felidae",
+    "zeroshot_bovidae_equidae", "zeroshot_bovidae_felidae", "zeroshot_canidae_cricetidae",
+    "zeroshot_canidae_equidae", "animalpose", "coco_lowdata",
+]
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides, return_hydra_config=False)
+
+
+def test_every_paper_setting_has_an_experiment_file():
+    assert set(PAPER_EXPERIMENTS) <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", PAPER_EXPERIMENTS)
+def test_experiment_composes_and_resolves(name):
+    cfg = compose_train([f"+experiment={name}", "paths.output_dir=/tmp/unused"])
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved["model"]["name"] in __import__("clamp").list_models()
+    assert resolved["optimizer"]["lr"] > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "backbone", "batch_size", "lr", "mode"),
+    [
+        ("supervised", "vitb16", 128, 5e-4, "full"),
+        ("fewshot20", "vitb16", 64, 5e-5, "kshot"),
+        ("zeroshot_bovidae_canidae", "rn50", 128, 5e-4, "family"),
+        ("animalpose", "vitb16", 128, 5e-4, "full"),
+    ],
+)
+def test_experiment_carries_the_papers_hyper_parameters(name, backbone, batch_size, lr, mode):
+    cfg = compose_train([f"+experiment={name}"])
+    assert cfg.backbone.name == backbone
+    assert cfg.data.batch_size == batch_size
+    assert cfg.optimizer.lr == pytest.approx(lr)
+    assert cfg.split.mode == mode
+    assert cfg.trainer.max_epochs == 210
+    assert list(cfg.scheduler.milestones) == [170, 200]
+
+
+def test_fewshot_learning_rate_follows_the_backbone():
+    assert compose_train(["+experiment=fewshot20", "backbone=rn50"]).optimizer.lr == pytest.approx(5e-4)
+    assert compose_train(["+experiment=fewshot20"]).optimizer.lr == pytest.approx(5e-5)
+
+
+def test_zeroshot_pairs_name_the_papers_families():
+    pairs = {
+        "zeroshot_bovidae_canidae": ("Bovidae", "Canidae"),
+        "zeroshot_canidae_felidae": ("Canidae", "Felidae"),
+        "zeroshot_bovidae_equidae": ("Bovidae", "Equidae"),
+        "zeroshot_bovidae_felidae": ("Bovidae", "Felidae"),
+        "zeroshot_canidae_cricetidae": ("Canidae", "Cricetidae"),
+        "zeroshot_canidae_equidae": ("Canidae", "Equidae"),
+    }
+    for name, (train_family, test_family) in pairs.items():
+        cfg = compose_train([f"+experiment={name}"])
+        assert (cfg.split.train_family, cfg.split.test_family) == (train_family, test_family)
+
+
+def test_bare_command_is_the_offline_demo_configuration():
+    cfg = compose_train([])
+    assert cfg.data.generate is not None
+    assert cfg.backbone.pretrained is None
+    assert cfg.trainer.accelerator == "cpu"
+
+
+@pytest.mark.parametrize("name", PAPER_EXPERIMENTS)
+def test_experiment_runs_a_training_and_a_validation_step(name, synthetic_root, tmp_path):
+    from clamp.train import train
+
+    cfg = compose_train([
+        f"+experiment={name}", "data=synthetic", "backbone=tiny_rn", "trainer=cpu", "logger=none",
+        f"data.root={synthetic_root}", "data.generate=null", "data.num_workers=0", "data.batch_size=4",
+        f"paths.output_dir={tmp_path}", "trainer.max_epochs=1", "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1",
+        "trainer.check_val_every_n_epoch=1", "+trainer.num_sanity_val_steps=0",
+        "callbacks.rich_progress_bar=false", "test_after_fit=false", "+trainer.enable_model_summary=false",
+    ] + (["split.fraction=0.5"] if name == "coco_lowdata" else []))
+    train(cfg)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    # The best-AP checkpoint exists only if validation ran and logged val/AP.
+    assert list((tmp_path / "checkpoints").glob("best-epoch000*.ckpt"))
+    assert (tmp_path / "split_manifest.json").is_file()

@@ -1,0 +1,134 @@
+"""Training loop behaviour: optimizer groups, schedule, determinism, resume, entry points."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from clamp.lightning.module import warmup_step_factor
+from tests.test_configs import compose_train
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def fast_overrides(synthetic_root: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [
+        f"data.root={synthetic_root}", "data.generate=null", "data.num_workers=0", "data.batch_size=4",
+        "logger=csv", f"paths.output_dir={output_dir}", "+trainer.limit_val_batches=2",
+        "trainer.check_val_every_n_epoch=1", "+trainer.num_sanity_val_steps=0", "+trainer.enable_model_summary=false",
+        "callbacks.rich_progress_bar=false", "test_after_fit=false", "trainer.log_every_n_steps=1", *extra,
+    ]
+
+
+def read_losses(output_dir: Path) -> list[float]:
+    import csv
+
+    (metrics,) = output_dir.glob("csv/version_*/metrics.csv")
+    with metrics.open() as f:
+        return [float(row["train/loss"]) for row in csv.DictReader(f) if row.get("train/loss")]
+
+
+def test_warmup_starts_at_the_ratio_and_steps_decay_at_the_milestones():
+    kwargs = dict(steps_per_epoch=10, warmup_iters=500, warmup_ratio=0.001, milestones=[170, 200], gamma=0.1)
+    assert warmup_step_factor(0, **kwargs) == pytest.approx(0.001)
+    assert warmup_step_factor(250, **kwargs) == pytest.approx(0.5005)
+    assert warmup_step_factor(500, **kwargs) == pytest.approx(1.0)
+    assert warmup_step_factor(1699, **kwargs) == pytest.approx(1.0)
+    assert warmup_step_factor(1700, **kwargs) == pytest.approx(0.1)
+    assert warmup_step_factor(2000, **kwargs) == pytest.approx(0.01)
+
+
+def test_same_seed_gives_the_same_first_epoch_losses(synthetic_root, tmp_path):
+    from clamp.train import train
+
+    runs = []
+    for name in ("a", "b"):
+        cfg = compose_train(fast_overrides(synthetic_root, tmp_path / name, "trainer.max_epochs=1", "seed=3"))
+        train(cfg)
+        runs.append(read_losses(tmp_path / name))
+    assert len(runs[0]) > 3
+    assert runs[0] == runs[1]
+
+
+def test_resume_continues_from_the_saved_step_with_the_same_optimizer_state(synthetic_root, tmp_path):
+    from clamp.train import train
+
+    train(compose_train(fast_overrides(synthetic_root, tmp_path / "first", "trainer.max_epochs=1")))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["epoch"] == 0 and saved["global_step"] > 0
+
+    from lightning.pytorch.callbacks import Callback
+
+    seen = {}
+
+    class Capture(Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen["step"] = trainer.global_step
+            seen["epoch"] = trainer.current_epoch
+            seen["optimizer"] = copy.deepcopy(trainer.optimizers[0].state_dict())  # before it trains on
+            seen["lr"] = trainer.lr_scheduler_configs[0].scheduler.last_epoch
+
+    import clamp.train as train_module
+
+    original = train_module.build_trainer
+
+    def with_capture(cfg, output_dir):
+        trainer = original(cfg, output_dir)
+        trainer.callbacks.append(Capture())
+        return trainer
+
+    train_module.build_trainer = with_capture
+    try:
+        train(compose_train(fast_overrides(synthetic_root, tmp_path / "second", "trainer.max_epochs=2",
+                                           f"ckpt_path={last}")))
+    finally:
+        train_module.build_trainer = original
+    assert seen["step"] == saved["global_step"]
+    assert seen["epoch"] == 1
+    assert seen["lr"] == saved["lr_schedulers"][0]["last_epoch"]
+    state, resumed = saved["optimizer_states"][0]["state"], seen["optimizer"]["state"]
+    assert state.keys() == resumed.keys()
+    for key in state:
+        assert torch.equal(state[key]["exp_avg"], resumed[key]["exp_avg"])
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_missing_dataset_stops_with_one_clear_message_and_no_traceback(tmp_path):
+    result = run_cli("-m", "clamp.train", "+experiment=fewshot20", f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert str(tmp_path / "data" / "ap-10k" / "annotations" / "ap10k-train-split1.json") in result.stderr
+    assert "+experiment=demo" in result.stderr
+
+
+def test_missing_clip_weights_name_the_file_and_how_to_get_it(tmp_path, synthetic_root):
+    result = run_cli("-m", "clamp.train", "+experiment=fewshot20", "backbone=rn50", f"paths.root_dir={tmp_path}",
+                     f"data.root={synthetic_root}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "RN50.pt" in result.stderr
+
+
+def test_eval_entry_point_reproduces_the_test_metrics_of_a_checkpoint(synthetic_root, tmp_path):
+    from clamp.train import train
+
+    metrics = train(compose_train(fast_overrides(synthetic_root, tmp_path / "run", "trainer.max_epochs=1",
+                                                 "test_after_fit=true")))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = run_cli("-m", "clamp.eval", f"ckpt={ckpt}", f"paths.output_dir={tmp_path / 'eval'}", cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(evaluated) >= {"AP", "AP50", "AP75", "APM", "APL", "AR"}
+    assert evaluated["AP"] == pytest.approx(metrics["AP"])
