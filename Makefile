@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,slurm]'
 	@touch $@
 
+# The synthetic dataset is generated on first use and cached in data/synthetic/.
 demo: install
-	$(PY) -m clamp.data.synthetic --out data/synthetic --seed 0 --num-train 800 --num-val 100 --num-test 100
 	$(PY) -m clamp.train +experiment=demo
 
 test: install

@@ -74,10 +74,21 @@ def test_zeroshot_pairs_name_the_papers_families():
 
 
 def test_bare_command_is_the_offline_demo_configuration():
-    cfg = compose_train([])
-    assert cfg.data.generate is not None
-    assert cfg.backbone.pretrained is None
-    assert cfg.trainer.accelerator == "cpu"
+    bare, demo = compose_train([]), compose_train(["+experiment=demo"])
+    assert bare.data.generate is not None
+    assert bare.backbone.pretrained is None
+    assert bare.trainer.accelerator == "cpu"
+    for cfg in (bare, demo):
+        cfg.task_name = cfg.paths.output_dir = None
+    assert bare == demo
+
+
+def test_paper_experiments_use_the_paper_recipe_not_the_demo_shortcuts():
+    for name in PAPER_EXPERIMENTS[1:]:
+        cfg = compose_train([f"+experiment={name}"])
+        assert cfg.model.overrides == {}
+        assert cfg.data.augmentation.rotation_factor == 40 and cfg.data.augmentation.half_body_prob == 0.3
+        assert cfg.scheduler.warmup_iters == 500
 
 
 @pytest.mark.parametrize("name", PAPER_EXPERIMENTS)
@@ -91,6 +102,7 @@ def test_experiment_runs_a_training_and_a_validation_step(name, synthetic_root, 
         "+trainer.limit_val_batches=1",
         "trainer.check_val_every_n_epoch=1", "+trainer.num_sanity_val_steps=0",
         "callbacks.rich_progress_bar=false", "test_after_fit=false", "+trainer.enable_model_summary=false",
+        "++model.overrides.input_size=64", "++model.overrides.heatmap_size=16",
     ] + (["split.fraction=0.5"] if name == "coco_lowdata" else []))
     train(cfg)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

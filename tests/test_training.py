@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from clamp.data.keypoints import AP10K
 from clamp.lightning.module import warmup_step_factor
 from tests.test_configs import compose_train
 
@@ -23,7 +24,8 @@ def fast_overrides(synthetic_root: Path, output_dir: Path, *extra: str) -> list[
         f"data.root={synthetic_root}", "data.generate=null", "data.num_workers=0", "data.batch_size=4",
         "logger=csv", f"paths.output_dir={output_dir}", "+trainer.limit_val_batches=2",
         "trainer.check_val_every_n_epoch=1", "+trainer.num_sanity_val_steps=0", "+trainer.enable_model_summary=false",
-        "callbacks.rich_progress_bar=false", "test_after_fit=false", "trainer.log_every_n_steps=1", *extra,
+        "callbacks.rich_progress_bar=false", "test_after_fit=false", "trainer.log_every_n_steps=1",
+        "++model.overrides.input_size=64", "++model.overrides.heatmap_size=16", *extra,
     ]
 
 
@@ -132,3 +134,51 @@ def test_eval_entry_point_reproduces_the_test_metrics_of_a_checkpoint(synthetic_
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(evaluated) >= {"AP", "AP50", "AP75", "APM", "APL", "AR"}
     assert evaluated["AP"] == pytest.approx(metrics["AP"])
+
+
+def test_wandb_logger_records_metrics_config_species_table_and_prediction_images(synthetic_root, tmp_path,
+                                                                                 monkeypatch):
+    from clamp.train import train
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(compose_train(fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=1", "logger=wandb",
+                                       "callbacks.log_images=2")))
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    # Offline runs keep config and metrics in the binary .wandb record file (protobuf with JSON values).
+    (records,) = run_dir.glob("*.wandb")
+    data = records.read_bytes()
+    assert b"feature_sampling" in data and b"synthetic" in data, "resolved config not logged"
+    assert b"val/AP" in data and b"train/loss_pred" in data, "metrics not logged"
+    media = list((run_dir / "files" / "media").rglob("*"))
+    assert any(p.suffix == ".png" for p in media), "no prediction images logged"
+    assert any("per_species_AP" in p.name and p.suffix == ".json" for p in media), "no per-species table"
+
+
+def test_predict_writes_named_keypoints_and_drawings_for_a_folder_of_images(synthetic_root, tmp_path):
+    from clamp.train import train
+
+    train(compose_train(fast_overrides(synthetic_root, tmp_path / "run", "trainer.max_epochs=1")))
+    images = tmp_path / "photos"
+    images.mkdir()
+    for name in sorted((synthetic_root / "data").iterdir())[:2]:
+        (images / name.name).write_bytes(name.read_bytes())
+    boxes = tmp_path / "boxes.json"
+    first = sorted(images.iterdir())[0].name
+    boxes.write_text(json.dumps([{"file_name": first, "bbox": [5, 5, 60, 50]},
+                                 {"file_name": first, "bbox": [40, 30, 80, 90]}]))
+    result = run_cli("-m", "clamp.predict", f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
+                     f"input={images}", f"boxes={boxes}", f"output={tmp_path / 'out'}",
+                     f"paths.output_dir={tmp_path / 'out'}", cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [len(p["animals"]) for p in predictions] == [2, 1]
+    assert set(predictions[0]["animals"][0]["keypoints"]) == set(AP10K.keypoint_names)
+    assert all((tmp_path / "out" / f"{Path(p['file_name']).stem}_pose.jpg").is_file() for p in predictions)
+
+
+def test_predict_reports_a_missing_input_folder_in_one_line(tmp_path):
+    result = run_cli("-m", "clamp.predict", f"ckpt={tmp_path / 'x.ckpt'}", f"input={tmp_path / 'nowhere'}",
+                     f"paths.output_dir={tmp_path / 'out'}", cwd=REPO_ROOT)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "nowhere" in result.stderr

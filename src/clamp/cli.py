@@ -14,6 +14,10 @@ CONFIG_PATH = str(importlib.resources.files("clamp.conf"))
 log = logging.getLogger("clamp")
 
 
+class UserInputError(FileNotFoundError):
+    """An input named on the command line (images, boxes) is missing or unreadable."""
+
+
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's data, weights or config: reported in one line, no traceback."""
     from omegaconf.errors import MissingMandatoryValue
@@ -24,7 +28,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from clamp.lightning.module import MissingCheckpointError
     from clamp.models.clip_backbone import PretrainedWeightsError
 
-    return (MissingDataError, MissingCheckpointError, AnnotationError, SplitError, PretrainedWeightsError, MissingMandatoryValue)
+    return (MissingDataError, MissingCheckpointError, AnnotationError, SplitError, PretrainedWeightsError,
+            UserInputError, MissingMandatoryValue)
 
 
 def run_reporting_user_errors(task: Callable[..., Any], *args: Any) -> Any:

@@ -7,7 +7,6 @@ Prints the OKS metrics and writes ``metrics.json`` to the run folder.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from clamp.cli import CONFIG_PATH, run_reporting_user_errors
-from clamp.train import print_metrics
+from clamp.train import report_metrics
 
 log = logging.getLogger("clamp.eval")
 
@@ -43,8 +42,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                         **OmegaConf.to_container(cfg.trainer, resolve=True))
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = module.last_evaluation
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    print_metrics(metrics, f"{ckpt} on {datamodule.annotation_path('test')}")
+    report_metrics(metrics, output_dir / "metrics.json", f"{ckpt} on {datamodule.annotation_path('test')}")
     return metrics
 
 

@@ -100,24 +100,34 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, output_dir)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    if not cfg.test_after_fit:
-        return {}
-    best = trainer.checkpoint_callback.best_model_path or None
-    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
-    metrics = module.last_evaluation
-    if trainer.is_global_zero:
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        print_metrics(metrics, f"test metrics ({best or 'last weights'})")
-        log.info("metrics written to %s", output_dir / "metrics.json")
+    metrics: dict[str, Any] = {}
+    if cfg.test_after_fit:
+        best = trainer.checkpoint_callback.best_model_path or None
+        trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+        metrics = module.last_evaluation
+        if trainer.is_global_zero:
+            report_metrics(metrics, output_dir / "metrics.json", f"test metrics ({best or 'last weights'})")
+    finish_loggers(trainer)
     return metrics
 
 
-def print_metrics(metrics: dict[str, Any], title: str) -> None:
-    """A small table of the headline OKS metrics."""
+def finish_loggers(trainer) -> None:
+    """Close W&B runs, so that each job of a multirun is its own run and offline files are complete."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and trainer.is_global_zero:
+            logger.experiment.finish()
+
+
+def report_metrics(metrics: dict[str, Any], path: Path, title: str) -> None:
+    """Write ``metrics`` as JSON and print a small table of the headline OKS metrics."""
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     keys = ("AP", "AP50", "AP75", "APM", "APL", "AR")
     print(f"\n{title}")
     print("  ".join(f"{k:>6}" for k in keys))
     print("  ".join(f"{100 * metrics[k]:6.1f}" for k in keys))
+    log.info("metrics written to %s", path)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
