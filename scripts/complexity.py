@@ -24,10 +24,10 @@ Conventions (those of the paper, which used mmcv's ``get_flops``):
   divided by 2 so that one multiply-add is one FLOP, as in mmcv/mmpose and the paper.
   Two counts are given:
 
-  - ``gflops``: everything that runs: every matmul, convolution and attention product
+  - ``gflops_all``: everything that runs: every matmul, convolution and attention product
     (nn.MultiheadAttention's fused inference kernel is switched off while counting, since
     FlopCounterMode has no formula for it and would count 0).
-  - ``gflops_mmcv``: what mmcv's ``get_flops`` counts, which is what Table 7 reports. mmcv adds up the
+  - ``gflops``: what mmcv's ``get_flops`` counts, which is what Table 7 reports. mmcv adds up the
     FLOPs of layers of known exact types (Conv, ConvTranspose, Linear, BatchNorm/LayerNorm, ReLU,
     pooling, Upsample) when they are *called as modules*. It therefore misses all attention computed
     functionally: nn.MultiheadAttention's q/k/v/out projections and attention products (every CLIP ViT
@@ -38,31 +38,33 @@ Conventions (those of the paper, which used mmcv's ``get_flops``):
 
 Measured (``python scripts/complexity.py``, random weights, CPU) against Table 7:
 
-  =============================  =========  ===========  ======  ====================  ====================
-  model                          params M   text enc. M  GFLOPs  GFLOPs mmcv (paper)   params (paper)
-  =============================  =========  ===========  ======  ====================  ====================
-  simplebaseline_rn50_clip       48.8       -            9.86    8.96 (9.0, -0.4 %)    48.8 (49, -0.3 %)
-  simplebaseline_rn50_imagenet   34.0       -            7.24    7.28 (9.0, -19 %)     34.0 (49, -31 %)
-  clamp_rn50                     67.6       63.7         10.18   9.21 (9.2, +0.1 %)    67.6 (68, -0.5 %)
-  simplebaseline_vitb16          90.4       -            23.98   16.60 (16.6, 0.0 %)   90.4 (91, -0.6 %)
-  clamp_vitb16                   97.2       63.4         24.24   16.84 (16.8, +0.3 %)  97.2 (98, -0.8 %)
-  simplebaseline_vitl14 @224     309.2      -            80.13   54.06 (-)             -
-  clamp_vitl14 @224              320.1      123.6        80.48   54.37 (-)             -
-  =============================  =========  ===========  ======  ====================  ====================
+  =============================  =========  ===========  ===================  =======  ==================
+  model                          params M   text enc. M  GFLOPs (paper)       GF(all)  params (paper)
+  =============================  =========  ===========  ===================  =======  ==================
+  simplebaseline_rn50_clip       48.8       -            8.96 (9.0, -0.4 %)   8.91     48.8 (49, -0.3 %)
+  simplebaseline_rn50_imagenet   34.0       -            7.28 (9.0, -19 %)    7.24     34.0 (49, -31 %)
+  clamp_rn50                     67.6       63.7         9.21 (9.2, +0.1 %)   10.18    67.6 (68, -0.5 %)
+  simplebaseline_vitb16          90.4       -            16.60 (16.6, 0.0 %)  23.88    90.4 (91, -0.6 %)
+  clamp_vitb16                   97.2       63.4         16.84 (16.8, +0.3 %) 24.24    97.2 (98, -0.8 %)
+  simplebaseline_vitl14 @224     309.2      -            54.06 (-)            79.93    -
+  clamp_vitl14 @224              320.1      123.6        54.37 (-)            80.48    -
+  =============================  =========  ===========  ===================  =======  ==================
 
 Differences from Table 7, explained:
 
-* With the paper's conventions every Table 7 row is reproduced within 1 % (params and mmcv GFLOPs).
-* The full FLOP count is higher than Table 7 because Table 7 (mmcv) leaves attention out: +0.9 GFLOPs
-  for RN50 (CLIP's attention pool, which our dense projector runs over all 65 tokens; the SimpleBaseline
-  computes it too, since it shares the encoder, although it uses only F_origin) and +7.4 GFLOPs for
-  ViT-B/16 (self-attention of the 12 blocks at 257 tokens), i.e. +10 % and +44 %. These are real costs of
-  the models, not differences between this implementation and the official one.
+* With the paper's conventions every Table 7 row is reproduced within 1 % (params and GFLOPs).
+* The full FLOP count (``gflops_all``) is higher than Table 7 because Table 7 (mmcv) leaves attention
+  out: +1.0 GFLOPs for CLAMP RN50 (CLIP's attention pool, which the dense projector runs over all 65
+  tokens) and +7.3 GFLOPs for ViT-B/16 (self-attention of the 12 blocks at 257 tokens), i.e. +11 % and
+  +44 %. These are real costs of the models, not differences between this implementation and the
+  official one. SimpleBaselines do not run the CLIP projector, so their full count is lower.
 * The paper's "SimpleBaseline ResNet-50" row is the CLIP RN50 backbone (``simplebaseline_rn50_clip``):
   49 M / 9.0 GFLOPs match only a CLIP ModifiedResNet-50 whose 14.8 M attention-pool parameters are
-  counted. The ImageNet torchvision ResNet-50 SimpleBaseline (``simplebaseline_rn50_imagenet``, as in
-  mmpose: 34.0 M, 5.46 GFLOPs at 256x192) has no attention pool and a single 7x7 stem convolution
-  instead of CLIP's three 3x3 ones, hence -31 % / -19 %.
+  counted. That SimpleBaseline keeps the attention pool (frozen, never run), so its parameter count
+  matches the paper while ``params_trainable`` is 34.0 M. The ImageNet torchvision ResNet-50
+  SimpleBaseline (``simplebaseline_rn50_imagenet``, as in mmpose: 34.0 M, 5.46 GFLOPs at 256x192) has
+  no attention pool and a single 7x7 stem convolution instead of CLIP's three 3x3 ones, hence
+  -31 % / -19 %.
 * The CLAMP - SimpleBaseline gap (paper +19 M / +0.2 GFLOPs for RN50, +7 M / +0.2 for ViT-B) is the
   prompt encoder (one transformer layer at the joint width: 12.6 M for RN50, 3.2 M for ViT-B), the
   context decoder (3.9 M / 3.6 M), the score-map upsampler used only by the spatial loss (2.2 M for RN50
@@ -147,7 +149,7 @@ def _mmcv_elementwise_flops(module: nn.Module, inputs: tuple[Any, ...], output: 
 def inference_gflops(model: nn.Module, image_size: tuple[int, int]) -> dict[str, Any]:
     """GFLOPs (1 multiply-add = 1 FLOP) of one cached-text inference forward of one image.
 
-    Returns ``gflops`` (every matmul, convolution and attention), ``gflops_mmcv`` (what mmcv's get_flops,
+    Returns ``gflops_all`` (every matmul, convolution and attention), ``gflops`` (what mmcv's get_flops,
     used by the paper, counts) and ``gflops_by_module`` (full count per top-level submodule).
     """
     width, height = image_size
@@ -180,8 +182,8 @@ def inference_gflops(model: nn.Module, image_size: tuple[int, int]) -> dict[str,
     weight_layers = sum(counts.get(f"{root}.{name}", 0) for name, module in model.named_modules()
                         if type(module) in _MMCV_WEIGHT_LAYERS)
     return {
-        "gflops": counter.get_total_flops() / 2e9,
-        "gflops_mmcv": (weight_layers + elementwise[0]) / 1e9,
+        "gflops": (weight_layers + elementwise[0]) / 1e9,
+        "gflops_all": counter.get_total_flops() / 2e9,
         "gflops_by_module": {name.split(".", 1)[1]: flops / 1e9 for name, flops in counts.items()
                              if name.count(".") == 1 and flops},
     }
@@ -208,29 +210,29 @@ def _relative(ours: float, paper: float) -> float:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A text table of the measurements beside Table 7, with relative differences and tolerance flags."""
-    header = (f"{'model':<30} {'input':>7} {'params(M)':>9} {'text(M)':>7} {'GFLOPs':>7} {'mmcvGF':>7} | "
-              f"{'paperM':>6} {'dParams':>8} {'paperGF':>7} {'dGF(mmcv)':>9} {'dGF(all)':>8}  ok")
+    header = (f"{'model':<30} {'input':>7} {'params(M)':>9} {'text(M)':>7} {'GF(all)':>7} {'GFLOPs':>7} | "
+              f"{'paperM':>6} {'dParams':>8} {'paperGF':>7} {'dGFLOPs':>9} {'dGF(all)':>8}  ok")
     lines = [header, "-" * len(header)]
     for row in rows:
         params = row["params_excluding_text_encoder"] / 1e6
         size = "x".join(str(s) for s in row["input_size"])
         line = (f"{row['model']:<30} {size:>7} {params:>9.1f} {row['params_text_encoder'] / 1e6:>7.1f} "
-                f"{row['gflops']:>7.2f} {row['gflops_mmcv']:>7.2f} | ")
+                f"{row['gflops_all']:>7.2f} {row['gflops']:>7.2f} | ")
         paper = PAPER_TABLE7.get(row["model"])
         if paper is None:
             line += f"{'-':>6} {'-':>8} {'-':>7} {'-':>9} {'-':>8}"
         else:
-            d_params, d_mmcv = _relative(params, paper[0]), _relative(row["gflops_mmcv"], paper[1])
+            d_params, d_mmcv = _relative(params, paper[0]), _relative(row["gflops"], paper[1])
             ok = abs(d_params) <= PARAMS_TOLERANCE and abs(d_mmcv) <= GFLOPS_TOLERANCE
             line += (f"{paper[0]:>6.0f} {d_params:>+8.1%} {paper[1]:>7.1f} {d_mmcv:>+9.1%} "
-                     f"{_relative(row['gflops'], paper[1]):>+8.1%}  {'yes' if ok else 'NO'}")
+                     f"{_relative(row['gflops_all'], paper[1]):>+8.1%}  {'yes' if ok else 'NO'}")
         lines.append(line)
     lines += [
         "",
         "params(M): all parameters except the frozen text encoder (text(M)). GFLOPs: one 1-image inference",
-        "forward, text embeddings cached, 1 multiply-add = 1 FLOP (FlopCounterMode / 2); GFLOPs counts all",
-        "compute, mmcvGF what mmcv's get_flops (the paper's tool) counts: no functional attention.",
-        f"ok: within {PARAMS_TOLERANCE:.0%} (params) and {GFLOPS_TOLERANCE:.0%} (mmcv GFLOPs) of Table 7. "
+        "forward, text embeddings cached, 1 multiply-add = 1 FLOP (FlopCounterMode / 2); GFLOPs counts what",
+        "mmcv's get_flops (the paper's tool) counts (no functional attention), GF(all) all compute.",
+        f"ok: within {PARAMS_TOLERANCE:.0%} (params) and {GFLOPS_TOLERANCE:.0%} (GFLOPs) of Table 7. "
         "The script's docstring explains every difference.",
     ]
     return "\n".join(lines)

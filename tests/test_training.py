@@ -182,3 +182,19 @@ def test_predict_reports_a_missing_input_folder_in_one_line(tmp_path):
                      f"paths.output_dir={tmp_path / 'out'}", cwd=REPO_ROOT)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "nowhere" in result.stderr
+
+
+def test_a_run_writes_the_same_split_manifest_as_the_cli(synthetic_root, tmp_path):
+    from clamp.lightning.datamodule import PoseDataModule
+
+    cfg = compose_train(fast_overrides(synthetic_root, tmp_path, "split=kshot", "split.k=3", "seed=7"))
+    datamodule = PoseDataModule(
+        keypoints="ap10k", root=str(synthetic_root), splits=cfg.data.splits, split=dict(cfg.split),
+        input_size=(64, 64), heatmap_size=(16, 16), coarse_size=(2, 2), batch_size=4,
+        manifest_path=str(tmp_path / "run_manifest.json"))
+    datamodule.setup("fit")
+    result = run_cli("-m", "clamp.data.splits", "--ann",
+                     str(synthetic_root / "annotations" / "ap10k-train-split1.json"),
+                     "--mode", "kshot", "--k", "3", "--seed", "7", "--out", str(tmp_path / "cli.json"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "run_manifest.json").read_bytes() == (tmp_path / "cli.json").read_bytes()

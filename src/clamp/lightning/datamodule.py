@@ -80,9 +80,6 @@ class PoseDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         stages = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", STAGES)
-        if self.hparams.generate is not None:
-            # prepare_data runs on one process; the others find the cached dataset here.
-            ensure_synthetic_ap10k(self.root, **dict(self.hparams.generate))
         self.check_files(("train",) + tuple(stages))
         for name in ("train",) + tuple(stages):
             if name not in self.data:
