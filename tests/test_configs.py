@@ -109,3 +109,14 @@ def test_experiment_runs_a_training_and_a_validation_step(name, synthetic_root, 
     # The best-AP checkpoint exists only if validation ran and logged val/AP.
     assert list((tmp_path / "checkpoints").glob("best-epoch000*.ckpt"))
     assert (tmp_path / "split_manifest.json").is_file()
+
+
+def test_every_config_folder_and_subpackage_ships_with_the_package():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    packages = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {"clamp.conf." + ".".join(p.parent.relative_to(root / "conf").parts)
+               for p in (root / "conf").rglob("*.yaml") if p.parent != root / "conf"}
+    folders |= {".".join(p.parent.relative_to(root / "src").parts) for p in (root / "src").rglob("__init__.py")}
+    assert folders <= packages, f"add to [tool.setuptools] packages: {sorted(folders - packages)}"
