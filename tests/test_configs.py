@@ -54,6 +54,13 @@ def test_experiment_carries_the_papers_hyper_parameters(name, backbone, batch_si
     assert list(cfg.scheduler.milestones) == [170, 200]
 
 
+def test_custom_data_composes_from_the_command_line_as_the_readme_shows():
+    cfg = compose_train(["data=custom", "data.keypoints=ap10k", "data.root=/data/zoo", "data.splits.train.ann=t.json",
+                         "data.splits.val.ann=v.json", "data.splits.test.ann=v.json"])
+    resolved = OmegaConf.to_container(cfg.data, resolve=True, throw_on_missing=True)
+    assert resolved["splits"]["train"] == {"ann": "t.json", "images": "."}
+
+
 def test_fewshot_learning_rate_follows_the_backbone():
     assert compose_train(["+experiment=fewshot20", "backbone=rn50"]).optimizer.lr == pytest.approx(5e-4)
     assert compose_train(["+experiment=fewshot20"]).optimizer.lr == pytest.approx(5e-5)
