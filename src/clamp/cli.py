@@ -11,8 +11,6 @@ from typing import Any, Callable
 # an absolute path works the same from an editable and a regular install.
 CONFIG_PATH = str(importlib.resources.files("clamp.conf"))
 
-log = logging.getLogger("clamp")
-
 
 class UserInputError(FileNotFoundError):
     """An input named on the command line (images, boxes) is missing or unreadable."""
@@ -32,9 +30,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
             UserInputError, MissingMandatoryValue)
 
 
-def run_reporting_user_errors(task: Callable[..., Any], *args: Any) -> Any:
+def run_entry_point(task: Callable[..., Any], *args: Any) -> Any:
     """Run ``task``; exit with status 2 and a clear message (no traceback) on a user error."""
     errors = user_error_types()
+    # Importing Lightning (above) gave its logger a stderr handler of its own; Hydra's handlers
+    # already print and keep the run's log file, so drop it to print each message once.
+    logging.getLogger("lightning").handlers.clear()
     try:
         return task(*args)
     except errors as error:

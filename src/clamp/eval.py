@@ -14,7 +14,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from clamp.cli import CONFIG_PATH, run_reporting_user_errors
+from clamp.cli import CONFIG_PATH, run_entry_point
 from clamp.train import report_metrics
 
 log = logging.getLogger("clamp.eval")
@@ -48,7 +48,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def main(cfg: DictConfig) -> None:
-    run_reporting_user_errors(evaluate, cfg)
+    run_entry_point(evaluate, cfg)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from clamp.cli import CONFIG_PATH, UserInputError, run_reporting_user_errors
+from clamp.cli import CONFIG_PATH, UserInputError, run_entry_point
 
 log = logging.getLogger("clamp.predict")
 
@@ -109,7 +109,7 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def main(cfg: DictConfig) -> None:
-    run_reporting_user_errors(predict, cfg)
+    run_entry_point(predict, cfg)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import warnings
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from clamp.cli import CONFIG_PATH, run_reporting_user_errors
+from clamp.cli import CONFIG_PATH, run_entry_point
 
 log = logging.getLogger("clamp.train")
 
@@ -132,7 +132,7 @@ def report_metrics(metrics: dict[str, Any], path: Path, title: str) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> None:
-    run_reporting_user_errors(train, cfg)
+    run_entry_point(train, cfg)
 
 
 if __name__ == "__main__":
