@@ -23,6 +23,20 @@ def compose_train(overrides: list[str]):
         return compose(config_name="train", overrides=overrides, return_hydra_config=False)
 
 
+TABLES = [name for name in EXPERIMENTS if name.startswith("table")]
+
+
+def sweep_jobs(name: str) -> list[list[str]]:
+    """The override lists of every job that `-m +experiment=NAME` launches (cartesian product)."""
+    import itertools
+
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        params = compose(config_name="train", overrides=[f"+experiment={name}"],
+                         return_hydra_config=True).hydra.sweeper.params
+    choices = [[f"{key}={value}" for value in str(values).split(",")] for key, values in params.items()]
+    return [[f"+experiment={name}", *job] for job in itertools.product(*choices)]
+
+
 def test_every_paper_setting_has_an_experiment_file():
     assert set(PAPER_EXPERIMENTS) <= set(EXPERIMENTS)
 
@@ -59,6 +73,24 @@ def test_custom_data_composes_from_the_command_line_as_the_readme_shows():
                          "data.splits.val.ann=v.json", "data.splits.test.ann=v.json"])
     resolved = OmegaConf.to_container(cfg.data, resolve=True, throw_on_missing=True)
     assert resolved["splits"]["train"] == {"ann": "t.json", "images": "."}
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_every_row_of_a_table_sweep_composes_to_a_registered_model(name):
+    jobs = sweep_jobs(name)
+    assert len(jobs) >= 2
+    names = set()
+    for job in jobs:
+        cfg = OmegaConf.to_container(compose_train(job + ["paths.output_dir=/tmp/unused"]), resolve=True)
+        assert cfg["model"]["name"] in __import__("clamp").list_models(), job
+        names.add((cfg["model"]["name"], str(cfg["model"]["overrides"]), str(cfg["loss"]), str(cfg["split"]), cfg["seed"]))
+    assert len(names) == len(jobs), "two rows of the table would train the same thing"
+
+
+def test_tables_cover_the_papers_training_tables():
+    assert {"table1", "table2", "table3", "table4", "table6", "table8", "table9", "table10", "table11"} <= set(TABLES)
+    rows = {tuple(job[1:]) for job in sweep_jobs("table1")}
+    assert ("+method=simplebaseline_rn50_imagenet",) in rows and ("+method=clamp_vitb16",) in rows
 
 
 def test_fewshot_learning_rate_follows_the_backbone():

@@ -129,7 +129,7 @@ def test_eval_entry_point_reproduces_the_test_metrics_of_a_checkpoint(synthetic_
     metrics = train(compose_train(fast_overrides(synthetic_root, tmp_path / "run", "trainer.max_epochs=1",
                                                  "test_after_fit=true")))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    result = run_cli("-m", "clamp.eval", f"ckpt={ckpt}", f"paths.output_dir={tmp_path / 'eval'}", cwd=REPO_ROOT)
+    result = run_cli("-m", "clamp.eval", f"ckpt={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}", cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(evaluated) >= {"AP", "AP50", "AP75", "APM", "APL", "AR"}
@@ -169,7 +169,7 @@ def test_predict_writes_named_keypoints_and_drawings_for_a_folder_of_images(synt
                                  {"file_name": first, "bbox": [40, 30, 80, 90]}]))
     result = run_cli("-m", "clamp.predict", f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
                      f"input={images}", f"boxes={boxes}", f"output={tmp_path / 'out'}",
-                     f"paths.output_dir={tmp_path / 'out'}", cwd=REPO_ROOT)
+                     f"hydra.run.dir={tmp_path / 'out'}", cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert [len(p["animals"]) for p in predictions] == [2, 1]
@@ -179,7 +179,7 @@ def test_predict_writes_named_keypoints_and_drawings_for_a_folder_of_images(synt
 
 def test_predict_reports_a_missing_input_folder_in_one_line(tmp_path):
     result = run_cli("-m", "clamp.predict", f"ckpt={tmp_path / 'x.ckpt'}", f"input={tmp_path / 'nowhere'}",
-                     f"paths.output_dir={tmp_path / 'out'}", cwd=REPO_ROOT)
+                     f"hydra.run.dir={tmp_path / 'out'}", cwd=REPO_ROOT)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "nowhere" in result.stderr
 
@@ -198,3 +198,20 @@ def test_a_run_writes_the_same_split_manifest_as_the_cli(synthetic_root, tmp_pat
                      "--mode", "kshot", "--k", "3", "--seed", "7", "--out", str(tmp_path / "cli.json"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "run_manifest.json").read_bytes() == (tmp_path / "cli.json").read_bytes()
+
+
+def test_a_multirun_gives_each_job_its_folder_and_collect_results_tabulates_them(synthetic_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    overrides = [o for o in fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=1", "test_after_fit=true",
+                                           "+trainer.limit_train_batches=2", "+trainer.limit_test_batches=2")
+                 if not o.startswith("paths.output_dir=")]
+    result = run_cli("-m", "clamp.train", "-m", "model=simplebaseline,clamp", f"hydra.sweep.dir={sweep}",
+                     *overrides, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for job in ("0", "1"):
+        assert (sweep / job / "metrics.json").is_file() and (sweep / job / "checkpoints" / "last.ckpt").is_file()
+    table = run_cli(str(REPO_ROOT / "scripts" / "collect_results.py"), str(sweep), cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith("| row | AP |")
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["model=simplebaseline", "model=clamp"]

@@ -184,7 +184,8 @@ def check_dataset_files(
     """Raise :class:`MissingDataError` naming the first missing annotation file or image folder."""
     root = Path(root)
     for stage in stages:
-        for path, what in ((root / splits[stage]["ann"], "annotation file"), (root / splits[stage]["images"], "image folder")):
+        files = ((root / splits[stage]["ann"], "annotation file"), (root / splits[stage]["images"], "image folder"))
+        for path, what in files:
             if not path.exists():
                 raise MissingDataError(
                     f"{dataset} {stage} {what} not found: {path}\n"

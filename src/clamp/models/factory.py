@@ -39,6 +39,7 @@ class ModelConfig:
     backbone_lr_mult: float
     deconv_channels: int = 256
     spatial_deconv_channels: int | None = None  # None: K (official ViT upconv head)
+    decoder_width: int = 256  # context decoder width (official 256; tiny models use their embed width)
 
 
 _RN50_LOSS = {"alpha_spatial": 0.4, "alpha_feature": 5e-4}
@@ -60,9 +61,9 @@ _REGISTRY: dict[str, ModelConfig] = {
     "simplebaseline_vitl14": ModelConfig("simplebaseline", "ViT-L-14", 224, 64, **_NO_AUX_LOSS,
                                          backbone_lr_mult=0.1),
     "clamp_tiny_rn": ModelConfig("clamp", "tiny-rn", 64, 16, **_RN50_LOSS, backbone_lr_mult=1.0,
-                                 deconv_channels=32, spatial_deconv_channels=32),
+                                 deconv_channels=32, spatial_deconv_channels=32, decoder_width=64),
     "clamp_tiny_vit": ModelConfig("clamp", "tiny-vit", 64, 16, **_VITB_LOSS, backbone_lr_mult=0.1,
-                                  deconv_channels=32),
+                                  deconv_channels=32, decoder_width=64),
     "simplebaseline_tiny_rn": ModelConfig("simplebaseline", "tiny-rn", 64, 16, **_NO_AUX_LOSS,
                                           backbone_lr_mult=1.0, deconv_channels=32),
     "simplebaseline_tiny_vit": ModelConfig("simplebaseline", "tiny-vit", 64, 16, **_NO_AUX_LOSS,
@@ -164,6 +165,7 @@ def create_model(
 
     if cfg.kind == "clamp":
         opts.setdefault("spatial_deconv_channels", cfg.spatial_deconv_channels)
+        opts.setdefault("decoder_width", cfg.decoder_width)
         text_encoder = None
         if opts.get("prompt_source", "text") == "text":
             text_encoder = FrozenTextEncoder(
