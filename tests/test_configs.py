@@ -83,7 +83,8 @@ def test_every_row_of_a_table_sweep_composes_to_a_registered_model(name):
     for job in jobs:
         cfg = OmegaConf.to_container(compose_train(job + ["paths.output_dir=/tmp/unused"]), resolve=True)
         assert cfg["model"]["name"] in __import__("clamp").list_models(), job
-        names.add((cfg["model"]["name"], str(cfg["model"]["overrides"]), str(cfg["loss"]), str(cfg["split"]), cfg["seed"]))
+        names.add((cfg["model"]["name"], str(cfg["model"]["overrides"]), str(cfg["loss"]), str(cfg["split"]),
+                   cfg["seed"]))
     assert len(names) == len(jobs), "two rows of the table would train the same thing"
 
 
