@@ -22,16 +22,15 @@ log = logging.getLogger("clamp.eval")
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
-    import torch
 
     from clamp.lightning.datamodule import PoseDataModule
     from clamp.lightning.module import PoseEstimationModule
 
     ckpt = Path(cfg.ckpt)
-    module = PoseEstimationModule.from_checkpoint(ckpt)
+    stored = PoseEstimationModule.read_checkpoint(ckpt)
+    module = PoseEstimationModule.from_checkpoint(stored)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    stored = torch.load(ckpt, map_location="cpu", weights_only=False)
     module.hparams.evaluation.update(OmegaConf.to_container(cfg.evaluation, resolve=True),
                                      results_json=cfg.results_json)
     data_cfg = {**stored["datamodule_hyper_parameters"], **OmegaConf.to_container(cfg.data, resolve=True)}

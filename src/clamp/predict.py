@@ -56,13 +56,14 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     import torch
 
     from clamp.data.transforms import TopDownTransform, box_to_center_scale
-    from clamp.evaluation.decode import decode_heatmaps, flip_test, heatmap_to_image_coords, rescore
+    from clamp.evaluation.decode import decode_heatmaps, heatmap_to_image_coords, rescore
     from clamp.lightning.module import PoseEstimationModule
     from clamp.visualization import draw_pose
 
     images = list_images(Path(cfg.input))
     boxes = read_boxes(Path(cfg.boxes) if cfg.boxes else None)
     module = PoseEstimationModule.from_checkpoint(cfg.ckpt).eval()
+    module.hparams.evaluation["flip_test"] = cfg.flip_test
     model, spec = module.model, module.keypoint_spec
     transform = TopDownTransform(spec, input_size=tuple(model.input_size), training=False)
     aspect = model.input_size[0] / model.input_size[1]
@@ -83,9 +84,7 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
             centers.append(center)
             scales.append(scale)
         with torch.no_grad():
-            batch = torch.stack(crops)
-            heatmaps = (flip_test(lambda x: model(x).heatmaps, batch, spec.flip_index, shift=True)
-                        if cfg.flip_test else model(batch).heatmaps)
+            heatmaps = module.predict_heatmaps(torch.stack(crops))
         coords, scores = decode_heatmaps(heatmaps.float().numpy())
         coords = heatmap_to_image_coords(coords, np.stack(centers), np.stack(scales), tuple(model.heatmap_size))
         instance_scores = rescore(scores, np.ones(len(scores)), cfg.score_threshold)

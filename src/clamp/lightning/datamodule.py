@@ -100,8 +100,10 @@ class PoseDataModule(L.LightningDataModule):
         if mode == "kshot":
             kwargs["k"] = cfg.pop("k")
         elif mode == "family":
+            if "val" not in self.data:
+                self.data["val"] = self._load("val")
             kwargs.update(train_family=cfg.pop("train_family"), test_family=cfg.pop("test_family"),
-                          test=self.data.get("val") or self._load("val"))
+                          test=self.data["val"])
         elif mode == "idlist":
             kwargs["image_ids"] = cfg.pop("ids")
         elif mode == "fraction":
@@ -145,7 +147,7 @@ class PoseDataModule(L.LightningDataModule):
         """COCO ground truth of exactly the instances evaluated in ``stage`` (for pycocotools)."""
         if stage not in self.datasets:
             self.setup({"val": "validate", "test": "test"}[stage])
-        return self.stage_data(stage).to_coco_gt()
+        return self.datasets[stage].data.to_coco_gt()
 
     # ---- loaders --------------------------------------------------------------------------
     def per_device_batch_size(self, batch_size: int) -> int:

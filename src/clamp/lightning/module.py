@@ -72,14 +72,23 @@ class PoseEstimationModule(L.LightningModule):
         self.last_evaluation: dict[str, Any] | None = None
         self.preview: dict[str, torch.Tensor] | None = None
 
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "PoseEstimationModule":
-        """Load trained weights without needing the original CLIP weight file."""
+    @staticmethod
+    def read_checkpoint(path: str | Path) -> dict[str, Any]:
+        """The checkpoint file's contents (weights, hyper-parameters, data module settings), on the CPU."""
         if not Path(path).is_file():
             raise MissingCheckpointError(f"checkpoint not found: {path} (pass ckpt=/path/to/last.ckpt or best-*.ckpt)")
-        hparams = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]
-        model_cfg = {**hparams["model"], "pretrained": None}
-        return cls.load_from_checkpoint(path, map_location=map_location, model=model_cfg)
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path | Mapping[str, Any]) -> "PoseEstimationModule":
+        """Rebuild the module and its trained weights from a checkpoint path or its loaded contents,
+        without needing the original CLIP weight file."""
+        if not isinstance(checkpoint, Mapping):
+            checkpoint = cls.read_checkpoint(checkpoint)
+        hparams = checkpoint["hyper_parameters"]
+        module = cls(**{**hparams, "model": {**hparams["model"], "pretrained": None}})
+        module.load_state_dict(checkpoint["state_dict"])
+        return module
 
     # ---- training -------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
