@@ -12,10 +12,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from clamp.codec import HeatmapCodec
 from clamp.data.coco import load_coco_keypoints
-from clamp.data.dataset import TopDownDataset, worker_init_fn
+from clamp.data.dataset import EpochSampler, TopDownDataset, collate_samples, worker_init_fn
 from clamp.data.keypoints import AP10K
-from clamp.data.targets import gaussian_heatmaps, grid_sigma, keypoint_targets
+from clamp.data.targets import gaussian_heatmaps, keypoint_targets
 from clamp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TopDownTransform, get_affine_transform
 
 K = AP10K.num_keypoints
@@ -47,22 +48,29 @@ def _mmpose_msra(joints, visible, heatmap_size, sigma):
     return target, weight
 
 
-def test_heatmaps_equal_mmpose_msra_targets():
+@pytest.mark.parametrize("sigma, size", [(2.0, (64, 48)), (0.5, (16, 16)), (0.5, (8, 8))])
+def test_heatmaps_equal_mmpose_msra_targets_up_to_and_beyond_the_edges(sigma, size):
+    # Well beyond every edge, where the integer truncation of mmpose's patch bounds decides the result.
     rng = np.random.default_rng(0)
-    xy = rng.uniform(-5, 68, (40, 2))
-    vis = rng.integers(0, 2, 40)
-    ours, w_ours = gaussian_heatmaps(xy, vis, (64, 48), sigma=2.0)
-    ref, w_ref = _mmpose_msra(xy, vis, (64, 48), 2.0)
-    assert ours.dtype == np.float32 and ours.shape == (40, 48, 64)
+    xy = rng.uniform(-12, max(size) + 12, (400, 2))
+    vis = rng.integers(0, 2, 400)
+    ours, w_ours = gaussian_heatmaps(xy, vis, size, sigma=sigma)
+    ref, w_ref = _mmpose_msra(xy, vis, size, sigma)
+    assert ours.dtype == np.float32 and ours.shape == (400, size[1], size[0])
     np.testing.assert_array_equal(w_ours, w_ref)
     np.testing.assert_allclose(ours, ref, atol=1e-6)
+    assert ((ours == 1.0).any(axis=(1, 2)) == (ref == 1.0).any(axis=(1, 2))).all()
 
 
 def test_heatmap_weight_is_zero_for_unlabelled_or_fully_outside_points():
-    xy = np.array([[10.0, 10.0], [10.0, 10.0], [-7.6, 10.0], [-6.6, 10.0], [70.0, 10.0], [69.0, 10.0]])
-    hm, w = gaussian_heatmaps(xy, np.array([2, 0, 2, 2, 1, 1]), (64, 64), sigma=2.0)
-    np.testing.assert_array_equal(w, [1, 0, 0, 1, 0, 1])
+    # -7.6 rounds to heatmap pixel -7: the patch ends exactly at the left edge, so officially the
+    # weight stays 1 with an all-zero target; -8.6 (pixel -8) is fully outside.
+    xy = np.array([[10.0, 10.0], [10.0, 10.0], [-8.6, 10.0], [-6.6, 10.0], [70.0, 10.0], [69.0, 10.0],
+                   [-7.6, 10.0], [10.0, -7.6]])
+    hm, w = gaussian_heatmaps(xy, np.array([2, 0, 2, 2, 1, 1, 2, 2]), (64, 64), sigma=2.0)
+    np.testing.assert_array_equal(w, [1, 0, 0, 1, 0, 1, 1, 1])
     assert hm[1].max() == 0 and hm[2].max() == 0 and hm[3].max() > 0 and hm[5].max() > 0
+    assert hm[6].max() == 0 and hm[7].max() == 0
 
 
 def test_heatmap_argmax_recovers_keypoint_within_quantisation_step():
@@ -76,16 +84,26 @@ def test_heatmap_argmax_recovers_keypoint_within_quantisation_step():
     assert np.allclose(hm.max(axis=(1, 2)), 1.0)
 
 
-def test_coarse_target_peaks_at_rounded_cell_even_at_the_border():
-    assert grid_sigma(2.0, (64, 64), (16, 16)) == 0.5
+def test_corrected_coarse_target_peaks_at_rounded_cell_even_at_the_border():
+    assert HeatmapCodec((256, 256), (64, 64), 2.0, (16, 16)).coarse_sigma == 0.5
     # Input pixels 3 and 20 round to coarse cells 0 and 1 (where the official code is off by one);
     # 250 rounds to cell 16 = off the grid.
     kpts = np.array([[3.0, 3.0, 2], [20.0, 100.0, 2], [250.0, 100.0, 2], [100.0, 100.0, 0]])
-    hm, w = keypoint_targets(kpts, (256, 256), (16, 16), sigma=0.5, peak_inside=True)
+    hm, w = keypoint_targets(kpts, (256, 256), (16, 16), sigma=0.5, mode="corrected")
     np.testing.assert_array_equal(w, [1, 1, 0, 0])
     assert hm[0, 0, 0] == 1.0 and hm[1, 6, 1] == 1.0
     assert hm[2].max() == 0 and hm[3].max() == 0
     assert (hm == 1.0).sum() == 2
+
+
+def test_official_coarse_target_shifts_border_cells_and_keeps_weight_without_a_peak():
+    # The official default: cells 0 and 1 peak one cell further in; cell 16 (off the 16-cell grid)
+    # keeps weight 1 with no cell at 1, so L_feature samples a zero vector there, as officially.
+    kpts = np.array([[3.0, 3.0, 2], [20.0, 100.0, 2], [250.0, 100.0, 2], [100.0, 100.0, 0]])
+    hm, w = keypoint_targets(kpts, (256, 256), (16, 16), sigma=0.5)
+    np.testing.assert_array_equal(w, [1, 1, 1, 0])
+    assert hm[0, 1, 1] == 1.0 and hm[1, 6, 2] == 1.0
+    assert hm[2].max() < 1.0 and hm[3].max() == 0
 
 
 IMAGE_SIZES = {1: (160, 120), 2: (100, 140)}
@@ -119,10 +137,13 @@ def _tiny_coco(root: Path, missing_image: bool = False) -> Path:
     return path
 
 
+CODEC = HeatmapCodec((64, 64), (16, 16), 2.0, (4, 4))
+PLAIN_CODEC = HeatmapCodec((64, 64), (16, 16))
+
+
 def _dataset(tmp_path: Path, training: bool = True, seed: int | None = 0, **kw) -> TopDownDataset:
     data = load_coco_keypoints(_tiny_coco(tmp_path), AP10K)
-    return TopDownDataset(data, TopDownTransform(AP10K, (64, 64), training=training),
-                          heatmap_size=(16, 16), coarse_size=(4, 4), seed=seed, **kw)
+    return TopDownDataset(data, TopDownTransform(AP10K, (64, 64), training=training), CODEC, seed=seed, **kw)
 
 
 def test_sample_dict_has_contract_keys_shapes_and_dtypes(tmp_path):
@@ -158,9 +179,9 @@ def test_same_seed_reproduces_the_same_sample(tmp_path):
 def test_center_jitter_is_drawn_once_at_build_and_only_for_training(tmp_path):
     data = load_coco_keypoints(_tiny_coco(tmp_path), AP10K)
     train = TopDownTransform(AP10K, (64, 64), training=True)
-    jittered = TopDownDataset(data, train, seed=3, center_jitter_prob=1.0)
-    same = TopDownDataset(data, train, seed=3, center_jitter_prob=1.0)
-    plain = TopDownDataset(data, TopDownTransform(AP10K, (64, 64)), seed=3, center_jitter_prob=1.0)
+    jittered = TopDownDataset(data, train, PLAIN_CODEC, seed=3, center_jitter_prob=1.0)
+    same = TopDownDataset(data, train, PLAIN_CODEC, seed=3, center_jitter_prob=1.0)
+    plain = TopDownDataset(data, TopDownTransform(AP10K, (64, 64)), PLAIN_CODEC, seed=3, center_jitter_prob=1.0)
     np.testing.assert_array_equal(jittered.centers, same.centers)
     np.testing.assert_array_equal(jittered.scales, plain.scales)
     shift = np.abs(jittered.centers - plain.centers)
@@ -187,26 +208,49 @@ def test_dataloader_workers_draw_different_augmentations(tmp_path):
     assert torch.equal(same0, same1)
 
 
-def test_missing_image_raises_error_naming_the_file(tmp_path):
+def _epoch_keypoints(ds, sampler, workers):
+    loader = DataLoader(ds, batch_size=2, sampler=sampler, num_workers=workers, collate_fn=collate_samples)
+    return torch.cat([batch["keypoints"] for batch in loader])
+
+
+def test_epoch_keys_give_the_same_samples_with_any_worker_count_and_after_a_resume(tmp_path):
+    ds = _dataset(tmp_path, seed=0)
+    sampler = EpochSampler(len(ds), shuffle=True, seed=0)
+    sampler.set_epoch(3)
+    straight = _epoch_keypoints(ds, sampler, workers=0)
+    assert torch.equal(_epoch_keypoints(ds, sampler, workers=2), straight)
+    sampler.resume(3, 1)  # one sample of epoch 3 consumed before the checkpoint
+    assert torch.equal(_epoch_keypoints(ds, sampler, workers=2), straight[1:])
+    sampler.set_epoch(4)
+    assert not torch.equal(_epoch_keypoints(ds, sampler, workers=0), straight)
+    assert len(sampler) == len(ds)
+
+
+def test_epoch_sampler_shards_ranks_like_distributed_sampler():
+    ranks = [list(EpochSampler(5, shuffle=False, num_replicas=2, rank=r)) for r in range(2)]
+    assert [index for _, index in ranks[0]] == [0, 2, 4] and [index for _, index in ranks[1]] == [1, 3, 0]
+
+
+def test_an_undecodable_image_becomes_a_skipped_marker_naming_the_file(tmp_path):
     data = load_coco_keypoints(_tiny_coco(tmp_path, missing_image=True), AP10K)
-    ds = TopDownDataset(data, TopDownTransform(AP10K, (64, 64)))
-    with pytest.raises(FileNotFoundError, match="000000000002.jpg"):
-        ds[2]
+    ds = TopDownDataset(data, TopDownTransform(AP10K, (64, 64)), PLAIN_CODEC)
+    assert "000000000002.jpg" in ds[2]["skipped"] and "not found" in ds[2]["skipped"]
     (tmp_path / "data" / "000000000002.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(OSError, match="000000000002.jpg"):
-        ds[2]
+    assert "000000000002.jpg" in ds[2]["skipped"] and "not an image" in ds[2]["skipped"]
+    batch = collate_samples([ds[0], ds[2], ds[1]])
+    assert batch["image"].shape[0] == 2 and len(batch["skipped"]) == 1
 
 
 def test_dataset_rejects_mismatched_keypoint_spec(tmp_path):
     data = load_coco_keypoints(_tiny_coco(tmp_path), AP10K)
     with pytest.raises(ValueError, match="animalpose"):
-        TopDownDataset(data, TopDownTransform("animalpose"))
+        TopDownDataset(data, TopDownTransform("animalpose"), HeatmapCodec((256, 256), (64, 64)))
 
 
 def test_ap10k_fixture_crop_is_rgb_and_heatmaps_decode_to_annotations(fixtures_dir):
     root = fixtures_dir / "ap10k_mini"
     data = load_coco_keypoints(root / "test_ap10k.json", AP10K, image_root=root)
-    ds = TopDownDataset(data, TopDownTransform(AP10K, (256, 256)))
+    ds = TopDownDataset(data, TopDownTransform(AP10K, (256, 256)), HeatmapCodec((256, 256), (64, 64)))
     for index, inst in enumerate(data.instances):
         sample = ds[index]
         center, scale = sample["center"].numpy(), sample["scale"].numpy()

@@ -1,16 +1,27 @@
 """Top-down keypoint dataset: one sample per annotated instance (mmpose 0.x ``TopDown*Dataset``).
 
 Each item loads the instance's image, cuts the crop with a :class:`~clamp.data.transforms.TopDownTransform`
-and builds the two Gaussian targets (pose heatmap and coarse feature-grid target). The sample dict
-(keys, shapes and dtypes fixed by the project contract)::
+and encodes the targets with the :class:`~clamp.codec.HeatmapCodec`. The sample dict (keys, shapes and
+dtypes fixed by the project contract)::
 
     image           float32 (3, H, W)   RGB, ImageNet-normalised
-    heatmap         float32 (K, Hh, Wh) target_weight   float32 (K,)  labelled and Gaussian touches the map
-    coarse_heatmap  float32 (K, hc, wc) coarse_weight   float32 (K,)  labelled and peak cell on the grid
+    heatmap         float32 (K, Hh, Wh) target_weight   float32 (K,)  official MSRA target and weight
+    coarse_heatmap  float32 (K, hc, wc) coarse_weight   float32 (K,)  feature-grid target (CLAMP models)
     keypoints       float32 (K, 3)      input-crop pixels after augmentation, v kept
     center, scale   float32 (2,)        rotation        float32 ()
     image_id, instance_id, category_id  int64 ()
     area            float32 ()          bbox_score      float32 () (1.0: GT boxes)
+
+Indexing: ``dataset[(epoch, i)]`` (what :class:`EpochSampler` yields) draws the augmentation of sample
+``i`` from a generator seeded with ``(seed, epoch, i)``, so a sample is the same whatever DataLoader
+worker makes it and whether the run was resumed: training is reproducible bit for bit. A plain
+``dataset[i]`` draws from the transform's own generator instead.
+
+An image that cannot be decoded (truncated, corrupt) does not stop the run: the item is the marker
+``{"skipped": "<path>: <reason>"}``, which :func:`collate_samples` removes from the batch and lists
+under ``batch["skipped"]`` for the training module to count (it stops the run beyond a set share).
+Missing files, non-images and sizes that disagree with the annotation file are found before
+training starts, by :func:`check_images`.
 
 Training centre jitter (official code, mmpose 0.x ``_xywh2cs``): with probability
 ``center_jitter_prob`` (0.3) a training box centre is shifted by ``U(-0.2, 0.2) * (w, h)``. As in the
@@ -21,75 +32,68 @@ whole run; it is never applied with an evaluation transform.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-import cv2
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, Dataset, Subset
+from torch.utils.data import ConcatDataset, Dataset, Sampler, Subset, default_collate
 
+from clamp.codec import HeatmapCodec
 from clamp.data.coco import CocoKeypoints, Instance
-from clamp.data.targets import grid_sigma, keypoint_targets
 from clamp.data.transforms import TopDownTransform, box_to_center_scale
+from clamp.errors import ClampError
+from clamp.files import MAX_IMAGE_PIXELS, ImageError, image_size, read_image_rgb
 
 logger = logging.getLogger(__name__)
 
+SampleKey = int | tuple[int, int]
 
-def _check_size(name: str, size: Sequence[int]) -> tuple[int, int]:
-    if len(size) != 2 or min(int(v) for v in size) <= 0:
-        raise ValueError(f"TopDownDataset: {name}={tuple(size)} must be a positive (width, height) pair")
-    return int(size[0]), int(size[1])
+
+class DatasetImageError(ClampError):
+    """Images of a dataset are missing, unreadable or not the size the annotation file says."""
 
 
 class TopDownDataset(Dataset):
     """Crops and targets for every usable instance of a :class:`~clamp.data.coco.CocoKeypoints` set.
 
-    ``heatmap_size`` / ``coarse_size`` are (W, H) grids; the coarse sigma is ``sigma`` scaled by the
-    grid ratio (:func:`clamp.data.targets.grid_sigma`: 0.5 for 64 -> 16). ``seed`` fixes the
-    build-time centre jitter and, when given, reseeds ``transform`` so that the same seed reproduces
-    the same samples in the main process; DataLoader workers need :func:`worker_init_fn`.
+    ``codec`` gives the input, heatmap and coarse-grid geometry (its input size must be the
+    transform's). ``seed`` fixes the build-time centre jitter and the per-sample augmentation streams
+    (and reseeds ``transform``); ``max_image_pixels`` caps the decoded image size.
     """
 
     def __init__(
         self,
         data: CocoKeypoints,
         transform: TopDownTransform,
-        heatmap_size: tuple[int, int] = (64, 64),
-        sigma: float = 2.0,
-        coarse_size: tuple[int, int] = (16, 16),
+        codec: HeatmapCodec,
         seed: int | None = None,
         center_jitter_prob: float = 0.3,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
         if transform.spec.num_keypoints != data.spec.num_keypoints:
             raise ValueError(
                 f"TopDownDataset: transform keypoint spec '{transform.spec.name}' has "
                 f"{transform.spec.num_keypoints} keypoints but {data.path} uses '{data.spec.name}' with "
-                f"{data.spec.num_keypoints}; "
-                "build the transform with the dataset's spec"
+                f"{data.spec.num_keypoints}; build the transform with the dataset's spec"
             )
+        if tuple(codec.input_size) != tuple(transform.input_size):
+            raise ValueError(f"TopDownDataset: codec input size {codec.input_size} differs from the transform's "
+                             f"{transform.input_size}")
         if not 0.0 <= center_jitter_prob <= 1.0:
             raise ValueError(f"TopDownDataset: center_jitter_prob={center_jitter_prob} must be in [0, 1]")
-        if sigma <= 0:
-            raise ValueError(f"TopDownDataset: sigma={sigma} must be positive")
         self.data = data
         self.transform = transform
-        self.heatmap_size = _check_size("heatmap_size", heatmap_size)
-        self.coarse_size = _check_size("coarse_size", coarse_size)
-        if self.heatmap_size[0] * self.coarse_size[1] != self.heatmap_size[1] * self.coarse_size[0]:
-            raise ValueError(
-                f"TopDownDataset: coarse_size={self.coarse_size} must have the aspect ratio of "
-                f"heatmap_size={self.heatmap_size} (one coarse sigma for both axes)"
-            )
-        self.sigma = float(sigma)
-        self.coarse_sigma = grid_sigma(sigma, self.heatmap_size, self.coarse_size)
+        self.codec = codec
+        self.seed = seed
+        self.max_image_pixels = max_image_pixels
         self.center_jitter_prob = center_jitter_prob if transform.training else 0.0
-        # A stream distinct from the transform's (which is seeded with ``seed`` itself).
+        # A stream distinct from the augmentation's (which is seeded with ``seed`` itself).
         jitter_rng = np.random.default_rng(None if seed is None else [seed, 1])
         self.centers, self.scales = self._crop_boxes(jitter_rng)
         if seed is not None:
             transform.set_seed(seed)
-        if not data.instances:
-            logger.warning("TopDownDataset: %s has no usable instances", data.path)
 
     def _crop_boxes(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2) centres and scales of every instance's padded box, with the one-off training jitter."""
@@ -104,35 +108,25 @@ class TopDownDataset(Dataset):
     def __len__(self) -> int:
         return len(self.data.instances)
 
-    def _read_image(self, inst: Instance) -> np.ndarray:
-        path = self.data.image_path(inst.image_id)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"image file not found: {path} (image id {inst.image_id}, instance {inst.id}, "
-                f"annotations {self.data.path}); check the image root or pass image_root= to "
-                "load_coco_keypoints"
-            )
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise OSError(
-                f"cannot decode image file {path} (image id {inst.image_id}): corrupt or not an image"
-            )
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    def _augmentation_rng(self, key: SampleKey) -> tuple[int, np.random.Generator | None]:
+        if isinstance(key, tuple):
+            epoch, index = key
+            seed = None if self.seed is None else [self.seed, 2, epoch, index]
+            return index, np.random.default_rng(seed)
+        return key, None
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        inst = self.data.instances[index]
-        out = self.transform(self._read_image(inst), inst.keypoints, self.centers[index], self.scales[index])
-        input_size = self.transform.input_size
-        heatmap, weight = keypoint_targets(out.keypoints, input_size, self.heatmap_size, self.sigma)
-        coarse, coarse_weight = keypoint_targets(
-            out.keypoints, input_size, self.coarse_size, self.coarse_sigma, peak_inside=True
-        )
-        return {
-            "image": out.image,
-            "heatmap": torch.from_numpy(heatmap),
-            "target_weight": torch.from_numpy(weight),
-            "coarse_heatmap": torch.from_numpy(coarse),
-            "coarse_weight": torch.from_numpy(coarse_weight),
+    def __getitem__(self, key: SampleKey) -> dict[str, Any]:
+        index, rng = self._augmentation_rng(key)
+        inst: Instance = self.data.instances[index]
+        path = self.data.image_path(inst.image_id)
+        try:
+            image = read_image_rgb(path, self.max_image_pixels)
+        except (ImageError, FileNotFoundError) as err:  # a file removed since setup is skipped too
+            return {"skipped": str(err)}
+        out = self.transform(image, inst.keypoints, self.centers[index], self.scales[index], rng)
+        targets = self.codec.encode(out.keypoints)
+        sample = {"image": out.image, **{name: torch.from_numpy(t) for name, t in targets.items()}}
+        sample.update({
             "keypoints": torch.from_numpy(out.keypoints),
             "center": torch.from_numpy(out.center),
             "scale": torch.from_numpy(out.scale),
@@ -142,7 +136,91 @@ class TopDownDataset(Dataset):
             "category_id": torch.tensor(inst.category_id, dtype=torch.int64),
             "area": torch.tensor(inst.area, dtype=torch.float32),
             "bbox_score": torch.tensor(1.0, dtype=torch.float32),
-        }
+        })
+        return sample
+
+
+def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``default_collate`` of the decodable samples; the others' reasons go to ``batch["skipped"]``.
+
+    A batch whose every sample was skipped is ``{"skipped": [...]}`` alone (no ``image``).
+    """
+    skipped = [s["skipped"] for s in samples if "skipped" in s]
+    kept = [s for s in samples if "skipped" not in s]
+    batch = default_collate(kept) if kept else {}
+    batch["skipped"] = skipped
+    return batch
+
+
+def check_images(data: CocoKeypoints, max_image_pixels: int = MAX_IMAGE_PIXELS, stage: str = "") -> None:
+    """Fail fast, before training, on images that are missing, not images, over the pixel cap, or not
+    the ``width`` x ``height`` the annotation file gives (only their headers are read)."""
+    problems: list[str] = []
+    image_ids = sorted({inst.image_id for inst in data.instances})
+    for image_id in image_ids:
+        record = data.images[image_id]
+        path = data.image_path(image_id)
+        try:
+            size = image_size(path, max_image_pixels)
+        except (ImageError, FileNotFoundError) as err:
+            problems.append(str(err))
+            continue
+        if size != (record.width, record.height):
+            problems.append(f"{path} is {size[0]}x{size[1]} but {data.path.name} gives {record.width}x"
+                            f"{record.height} for image id {image_id}")
+    if problems:
+        shown = "\n  ".join(problems[:5])
+        more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise DatasetImageError(
+            f"{len(problems)} of the {len(image_ids)} {stage + ' ' if stage else ''}images of {data.path} "
+            f"cannot be used (image root {data.image_root}):\n  {shown}{more}\n"
+            "Fix or restore these files, point data.root at the complete dataset, or remove their "
+            "annotations.")
+
+
+class EpochSampler(Sampler):
+    """Sample keys ``(epoch, index)`` in a seeded per-epoch order, sharded over DDP ranks, resumable.
+
+    ``shuffle``: a permutation drawn from ``(seed, epoch)``; else the dataset order. With
+    ``num_replicas`` > 1 each rank takes every ``num_replicas``-th key of the order padded by repeats to
+    a multiple of ``num_replicas`` (as ``DistributedSampler``; the metric drops the repeats).
+    :meth:`resume` skips the keys of an epoch that were consumed before a checkpoint, so that a resumed
+    run sees exactly the keys the interrupted one would have; ``len`` stays the full epoch's.
+    """
+
+    def __init__(self, num_samples: int, *, shuffle: bool, seed: int = 0, num_replicas: int = 1,
+                 rank: int = 0) -> None:
+        self.num_samples = num_samples
+        self.shuffle = shuffle
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+        self._skip: tuple[int, int] | None = None  # (epoch, keys to skip in it)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def resume(self, epoch: int, consumed: int) -> None:
+        """Skip the first ``consumed`` keys of ``epoch`` on this rank (the next iteration only)."""
+        self._skip = (epoch, consumed)
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_samples / self.num_replicas)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, 3, self.epoch]).permutation(self.num_samples)
+        else:
+            order = np.arange(self.num_samples)
+        padded = len(self) * self.num_replicas
+        if padded > len(order) and len(order):
+            order = np.resize(order, padded)
+        keys = order[self.rank::self.num_replicas]
+        skip, self._skip = self._skip, None
+        if skip is not None and skip[0] == self.epoch:
+            keys = keys[skip[1]:]
+        return iter([(self.epoch, int(index)) for index in keys])
 
 
 def _top_down_datasets(dataset: Dataset) -> list[TopDownDataset]:
@@ -157,12 +235,11 @@ def _top_down_datasets(dataset: Dataset) -> list[TopDownDataset]:
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: reseed each TopDownDataset's transform from the worker's seed.
+    """DataLoader ``worker_init_fn`` for plain integer indexing: reseed each transform per worker.
 
-    Without it every worker starts from a copy of the same generator state and all workers draw
-    identical augmentations. ``get_worker_info().seed`` is ``base_seed + worker_id`` and the
-    DataLoader draws a new ``base_seed`` (from torch's RNG) for every epoch's iterator, so workers
-    differ from each other and epochs differ, reproducibly under ``torch.manual_seed``.
+    Only ``dataset[i]`` draws from the transform's own generator; without this every worker starts
+    from a copy of the same state and all workers draw identical augmentations. ``(epoch, i)`` keys
+    (:class:`EpochSampler`) need no reseeding.
     """
     info = torch.utils.data.get_worker_info()
     if info is None:

@@ -13,8 +13,8 @@ resampled once (bilinear) from the original pixels. Keypoints go through the sam
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -24,10 +24,12 @@ from clamp.data.keypoints import KeypointSpec, get_keypoint_spec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# mmpose's padding of a box before it is cut out (``_xywh2cs``: scale * 1.25).
+BOX_PADDING = 1.25
 
 
 def box_to_center_scale(
-    bbox_xywh: Sequence[float], aspect_ratio: float, padding: float = 1.25
+    bbox_xywh: Sequence[float], aspect_ratio: float, padding: float = BOX_PADDING
 ) -> tuple[np.ndarray, np.ndarray]:
     """Box centre and crop size: the box widened or heightened to ``aspect_ratio`` (w/h), times ``padding``.
 
@@ -165,9 +167,11 @@ class TopDownTransform:
     off by default because the official code has none. Evaluation (``training=False``) is the
     plain crop.
 
-    All randomness comes from the transform's own ``np.random.Generator`` (plus the albumentations
-    Compose's own generator); call :meth:`set_seed` in each DataLoader worker
-    (:func:`clamp.data.dataset.worker_init_fn` does it).
+    Randomness comes from the ``rng`` passed to a call (the dataset derives one per sample from the
+    seed, the epoch and the sample index, which makes every augmentation reproducible whatever the
+    worker count or a resume point), else from the transform's own generator (:meth:`set_seed`;
+    :func:`clamp.data.dataset.worker_init_fn` reseeds it in each DataLoader worker). The photometric
+    albumentations Compose is reseeded from that generator at every call.
     """
 
     def __init__(
@@ -222,15 +226,18 @@ class TopDownTransform:
         return self.input_size[0] / self.input_size[1]
 
     def set_seed(self, seed: int | None) -> None:
-        """Restart every random stream of this transform from ``seed`` (None = fresh OS entropy)."""
+        """Restart the transform's own generator from ``seed`` (None = fresh OS entropy)."""
         self._rng = np.random.default_rng(seed)
-        if self._photometric is not None:
-            self._photometric.set_random_seed(None if seed is None else int(seed) % 2**32)
 
     def __call__(
-        self, image: np.ndarray, keypoints: np.ndarray, center: np.ndarray, scale: np.ndarray
+        self, image: np.ndarray, keypoints: np.ndarray, center: np.ndarray, scale: np.ndarray,
+        rng: np.random.Generator | None = None,
     ) -> TransformedInstance:
-        """Crop ``image`` (H, W, 3 uint8 RGB) at ``center``/``scale``; ``keypoints`` (K, 3) in image px."""
+        """Crop ``image`` (H, W, 3 uint8 RGB) at ``center``/``scale``; ``keypoints`` (K, 3) in image px.
+
+        ``rng`` draws the training augmentation (default: the transform's own generator).
+        """
+        rng = self._rng if rng is None else rng
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"TopDownTransform: expected an (H, W, 3) RGB image, got shape {image.shape}")
         if keypoints.shape != (self.spec.num_keypoints, 3):
@@ -246,27 +253,28 @@ class TopDownTransform:
         pre = np.eye(3)
         if self.training:
             width = image.shape[1]
-            if self._rng.random() < self.flip_prob:
+            if rng.random() < self.flip_prob:
                 flipped = True
                 kpts = flip_keypoints(kpts, width, self.spec.flip_index)
                 center = flip_center(center, width)
                 pre = _flip_matrix(width)
             if (np.count_nonzero(kpts[:, 2] > 0) > self.half_body_min_keypoints
-                    and self._rng.random() < self.half_body_prob):
-                half = half_body_center_scale(kpts, self.spec.upper_body_ids, self.aspect_ratio, self._rng)
+                    and rng.random() < self.half_body_prob):
+                half = half_body_center_scale(kpts, self.spec.upper_body_ids, self.aspect_ratio, rng)
                 if half is not None:
                     center, scale = half
             f = self.scale_factor
-            scale = scale * np.float32(np.clip(self._rng.standard_normal() * f + 1.0, 1.0 - f, 1.0 + f))
+            scale = scale * np.float32(np.clip(rng.standard_normal() * f + 1.0, 1.0 - f, 1.0 + f))
             r = self.rotation_factor
-            rot = float(np.clip(self._rng.standard_normal() * r, -2.0 * r, 2.0 * r))
-            rotation = rot if self._rng.random() < self.rotation_prob else 0.0
+            rot = float(np.clip(rng.standard_normal() * r, -2.0 * r, 2.0 * r))
+            rotation = rot if rng.random() < self.rotation_prob else 0.0
         crop = get_affine_transform(center, scale, rotation, self.input_size)
         # One resampling from the original pixels: crop after (optional) flip.
         warp = (np.vstack([crop, [0.0, 0.0, 1.0]]) @ pre)[:2]
         patch = cv2.warpAffine(image, warp, self.input_size, flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         if self._photometric is not None:
+            self._photometric.set_random_seed(int(rng.integers(2**32)))
             patch = self._photometric(image=patch)["image"]
         kpts[:, :2] = affine_transform_points(kpts[:, :2], crop)
         normalised = (patch.astype(np.float32) - self._mean) * self._inv_std

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-import torch.nn.functional as F
+import torch
 from torch import Tensor, nn
 
 SPATIAL_UPSAMPLE_MODES = ("learned", "bilinear")
@@ -67,11 +67,35 @@ class HeatmapHead(nn.Module):
         return self.final_layer(self.deconv_layers(x))
 
 
+def upsample_grid_aligned(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear upsampling of (B, C, h, w) maps to ``size`` (W, H) with cell ``i`` at output ``i * W / w``.
+
+    The project's convention is that feature cell ``i`` covers input pixel ``i * stride`` (the targets
+    and the bilinear feature sampling use it), and heatmap pixel ``j`` is input pixel ``j * stride_hm``;
+    so output pixel ``j`` samples the cell coordinate ``j * w / W``, clamped to the last cell.
+    ``F.interpolate(align_corners=False)`` would put cell ``i`` at ``(i + 0.5) * W / w - 0.5`` instead:
+    3.5 heatmap pixels off for RN50's 8 -> 64.
+    """
+    out = maps
+    for axis, (source, target) in ((-1, (maps.shape[-1], size[0])), (-2, (maps.shape[-2], size[1]))):
+        coord = torch.arange(target, device=maps.device, dtype=torch.float32) * (source / target)
+        coord = coord.clamp(max=source - 1)
+        low = coord.floor().long()
+        high = (low + 1).clamp(max=source - 1)
+        frac = (coord - low.float()).to(maps.dtype)
+        shape = [1] * out.ndim
+        shape[axis] = target
+        frac = frac.view(shape)
+        out = out.index_select(axis, low) * (1 - frac) + out.index_select(axis, high) * frac
+    return out
+
+
 class SpatialHead(nn.Module):
     """Upsample(S) of Eq. 5: score map (B, K, h, w) -> (B, K, Hh, Wh).
 
     ``mode="learned"`` (official ``upconv_head``): a :class:`HeatmapHead` K -> K with PyTorch default
-    init. ``mode="bilinear"`` (the paper's wording): plain bilinear interpolation, no parameters.
+    init. ``mode="bilinear"`` (the paper's wording): plain bilinear interpolation, no parameters, aligned
+    with the targets (:func:`upsample_grid_aligned`).
     """
 
     def __init__(
@@ -95,5 +119,4 @@ class SpatialHead(nn.Module):
     def forward(self, score_maps: Tensor) -> Tensor:
         if self.upsampler is not None:
             return self.upsampler(score_maps)
-        w, h = self.heatmap_size
-        return F.interpolate(score_maps, size=(h, w), mode="bilinear", align_corners=False)
+        return upsample_grid_aligned(score_maps, self.heatmap_size)
