@@ -5,15 +5,15 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
 from clamp.data.coco import AnnotationError, CocoKeypoints, load_coco_keypoints
-
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -233,10 +233,10 @@ def test_keypoint_arrays_are_read_only(fixtures_dir):
 
 @pytest.mark.parametrize("folder, name, spec", [("ap10k_mini", "test_ap10k.json", "ap10k"),
                                                 ("animalpose_mini", "test_animalpose.json", "animalpose")])
-def test_to_coco_gt_loads_in_pycocotools(fixtures_dir, folder, name, spec):
+def test_ground_truth_loads_in_pycocotools(fixtures_dir, folder, name, spec):
     data = load_coco_keypoints(fixtures_dir / folder / name, spec)
     coco = COCO()
-    coco.dataset = data.to_coco_gt()
+    coco.dataset = data.ground_truth()
     coco.createIndex()
     assert sorted(coco.getImgIds()) == sorted(data.images)
     assert sorted(coco.getAnnIds()) == sorted(inst.id for inst in data.instances)
@@ -251,8 +251,30 @@ def test_subset_and_its_gt_keep_only_the_chosen_instances(fixtures_dir):
     data = load_coco_keypoints(fixtures_dir / "ap10k_mini" / "test_ap10k.json", "ap10k")
     sub = data.subset([9284])
     assert [i.id for i in sub.instances] == [9284] and sorted(sub.images) == [37516]
-    gt = sub.to_coco_gt()
+    gt = data.ground_truth(sub.images)
     assert [a["id"] for a in gt["annotations"]] == [9284] and [i["id"] for i in gt["images"]] == [37516]
     assert gt["annotations"][0]["bbox"] == [66.0, 192.0, 1092.0, 512.0]  # the file's box, for OKS
     with pytest.raises(KeyError, match="not usable instances"):
         data.subset([12345])
+
+
+def test_ground_truth_keeps_crowd_and_keypointless_annotations_of_the_evaluated_images(tmp_path, ap10k_raw):
+    raw = copy.deepcopy(ap10k_raw)
+    jaguar = next(a for a in raw["annotations"] if a["id"] == 9284)
+    raw["annotations"] += [
+        {**jaguar, "id": 1, "keypoints": [0] * 51, "num_keypoints": 0},     # no keypoints: ignored GT
+        {**jaguar, "id": 2, "iscrowd": 1},                                 # crowd: ignored GT
+        {**jaguar, "id": 3, "category_id": 24, "keypoints": [0] * 51, "num_keypoints": 0},  # cat, Felidae
+    ]
+    for ann in raw["annotations"][-3:]:
+        ann.pop("area")  # filled in from the box, as pycocotools needs it
+    path = tmp_path / "with_ignored.json"
+    path.write_text(json.dumps(raw))
+    data = load_coco_keypoints(path, "ap10k")
+    assert sorted(inst.id for inst in data.instances) == [6, 9284]  # training skips them
+    gt = data.ground_truth([37516])
+    assert sorted(a["id"] for a in gt["annotations"]) == [1, 2, 3, 9284]
+    assert all(a["area"] == 1092 * 512 for a in gt["annotations"] if a["id"] in (1, 2, 3))
+    jaguar_only = data.ground_truth([37516], category_ids=[26])
+    assert sorted(a["id"] for a in jaguar_only["annotations"]) == [1, 2, 9284]
+    assert [c["id"] for c in jaguar_only["categories"]] == [26]

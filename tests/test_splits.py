@@ -123,7 +123,8 @@ def test_kshot_takes_k_per_species_and_reports_short_ones(train_file):
 def test_family_split_holds_only_its_family(train_file, val_file, train_family, test_family):
     train = load_coco_keypoints(train_file, "ap10k")
     val = load_coco_keypoints(val_file, "ap10k")
-    manifest = build_split(train, "family", train_family=train_family, test=val, test_family=test_family)
+    manifest = build_split(train, "family", train_family=train_family, evaluation={"test": val},
+                           test_family=test_family)
     train_part, test_part = manifest.parts["train"], manifest.parts["test"]
     train_cats = {i.id: i.category_id for i in train.instances}
     val_cats = {i.id: i.category_id for i in val.instances}
@@ -165,7 +166,7 @@ def test_idlist_selects_listed_images_and_reports_missing_ids(fixtures_dir, tmp_
     pairs = [(image_id, SPECIES[n % len(SPECIES)].id) for n, image_id in enumerate(present + unlisted)]
     pairs.append((present[0], SPECIES[1].id))  # two instances in one listed image
     train = load_coco_keypoints(write(tmp_path / "train.json", make_annotations(pairs)), "ap10k")
-    manifest = build_split(train, "idlist", image_ids=list_path)
+    manifest = build_split(train, "idlist", ids=list_path)
     part = manifest.parts["train"]
     assert part.image_ids == tuple(sorted(present))
     assert len(part.instance_ids) == len(present) + 1
@@ -177,7 +178,7 @@ def test_idlist_selects_listed_images_and_reports_missing_ids(fixtures_dir, tmp_
 def test_idlist_collapses_duplicate_ids(train_file):
     train = load_coco_keypoints(train_file, "ap10k")
     image_id = train.instances[0].image_id
-    manifest = build_split(train, "idlist", image_ids=[image_id, image_id, 999_999])
+    manifest = build_split(train, "idlist", ids=[image_id, image_id, 999_999])
     assert manifest.parts["train"].image_ids == (image_id,)
     assert manifest.notes["duplicate_ids_collapsed"] == 1
     assert manifest.notes["missing_image_ids"] == [999_999]

@@ -45,13 +45,16 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from clamp.data.keypoints import KEYPOINT_SPECS, KeypointSpec, get_keypoint_spec
+from clamp.errors import ClampError, MissingFileError
+from clamp.files import MAX_JSON_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ _REQUIRED = {
 }
 
 
-class AnnotationError(ValueError):
+class AnnotationError(ClampError, ValueError):
     """A malformed annotation file; the message names file, record, field, value and the fix."""
 
 
@@ -151,7 +154,7 @@ class CocoKeypoints:
                 f"{self.path.name}: unknown category id {category_id}; known ids: {sorted(self.categories)}"
             ) from None
 
-    def subset(self, instance_ids: Iterable[int]) -> "CocoKeypoints":
+    def subset(self, instance_ids: Iterable[int]) -> CocoKeypoints:
         """The same file restricted to ``instance_ids`` (file order kept) and the images they lie in."""
         wanted = set(instance_ids)
         kept = [inst for inst in self.instances if inst.id in wanted]
@@ -165,33 +168,39 @@ class CocoKeypoints:
         images = {i: rec for i, rec in self.images.items() if i in image_ids}
         return replace(self, images=images, instances=kept)
 
-    def to_coco_gt(self) -> dict[str, Any]:
-        """A COCO ground-truth dict for pycocotools, restricted to ``self.instances`` and their images.
+    def ground_truth(
+        self, image_ids: Iterable[int] | None = None, category_ids: Iterable[int] | None = None
+    ) -> dict[str, Any]:
+        """The file's own COCO ground truth for the evaluated images, as the official evaluator sees it.
 
-        Boxes and areas are the file's own (the evaluator normalises OKS by the original ``area``);
-        ``iscrowd``, ``area`` and ``num_keypoints`` are always present; every category carries the
-        spec's K keypoint names when the file gave none.
+        The official code scores against the annotation file itself (``COCO(ann_file)``), where
+        pycocotools keeps crowd and keypoint-less annotations as *ignored* ground truth: a prediction
+        that matches one is neither a true nor a false positive. So this returns the file's image
+        records of ``image_ids`` (default: all) and *every* annotation on them, ignored ones included,
+        unchanged; only fields pycocotools needs and the file leaves out are filled in (``iscrowd`` 0,
+        ``area`` = box w*h, ``num_keypoints`` = labelled points, the categories' keypoint names).
+        ``category_ids`` restricts annotations and categories to those species (zero-shot family
+        splits: the test family's, ignored annotations of the family kept, so that no other family's
+        species enters the per-species mean with AP 0).
         """
-        raw_images = {int(r["id"]): r for r in self.raw["images"]}
-        raw_anns = {int(r["id"]): r for r in self.raw["annotations"]}
-        image_ids = {inst.image_id for inst in self.instances}
-        images = [dict(raw_images[i]) for i in sorted(image_ids)]
+        wanted_images = set(self.images) if image_ids is None else set(image_ids)
+        wanted_categories = None if category_ids is None else set(category_ids)
+        images = [dict(rec) for rec in self.raw["images"] if int(rec["id"]) in wanted_images]
         annotations = []
-        for inst in self.instances:
-            ann = dict(raw_anns[inst.id])
-            ann.update(
-                id=inst.id,
-                image_id=inst.image_id,
-                category_id=inst.category_id,
-                bbox=[float(v) for v in ann["bbox"]],
-                area=inst.area,
-                iscrowd=inst.iscrowd,
-                num_keypoints=inst.num_keypoints,
-                keypoints=inst.keypoints.reshape(-1).astype(float).tolist(),
-            )
+        for rec in self.raw["annotations"]:
+            if int(rec["image_id"]) not in wanted_images:
+                continue
+            if wanted_categories is not None and int(rec["category_id"]) not in wanted_categories:
+                continue
+            ann = dict(rec)
+            ann.setdefault("iscrowd", 0)
+            ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
+            ann.setdefault("num_keypoints", int(sum(v > 0 for v in ann["keypoints"][2::3])))
             annotations.append(ann)
         categories = []
         for cat in self.raw["categories"]:
+            if wanted_categories is not None and int(cat["id"]) not in wanted_categories:
+                continue
             cat = dict(cat)
             cat.setdefault("keypoints", list(self.spec.keypoint_names))
             cat.setdefault("supercategory", self.categories[int(cat["id"])].family)
@@ -211,18 +220,22 @@ def default_image_root(path: Path, spec: KeypointSpec) -> Path:
 
 
 def load_coco_keypoints(
-    path: str | Path, spec: KeypointSpec | str, image_root: str | Path | None = None
+    path: str | Path, spec: KeypointSpec | str, image_root: str | Path | None = None,
+    max_bytes: int = MAX_JSON_BYTES,
 ) -> CocoKeypoints:
     """Load and validate a COCO-keypoint file (rules and skips: see the module docstring).
 
-    Raises ``FileNotFoundError`` (with a hint where the dataset goes) for a missing file and
-    :class:`AnnotationError` for invalid JSON or any malformed record.
+    Raises :class:`AnnotationError` for a missing file (with a hint where the dataset goes), a file
+    larger than ``max_bytes``, invalid JSON or any malformed record.
     """
     path = Path(path)
     spec = get_keypoint_spec(spec)
     if not path.is_file():
         hint = _LAYOUT_HINTS.get(spec.name, "check the path passed as the annotation file")
-        raise FileNotFoundError(f"annotation file not found: {path}. {hint}")
+        raise MissingFileError(f"annotation file not found: {path}. {hint}")
+    if path.stat().st_size > max_bytes:
+        raise AnnotationError(f"annotation file {path} is {path.stat().st_size / 2**20:.0f} MiB, more than the "
+                              f"{max_bytes / 2**20:.0f} MiB allowed; pass a larger max_bytes if it is trusted")
     data = path.read_bytes()
     try:
         raw = json.loads(data)

@@ -5,25 +5,32 @@ description, deterministically from a seed, and recorded in a manifest JSON (ins
 ids, counts per species and per family, the source files' sha256) that a run keeps next to its
 outputs. Same inputs and seed give a byte-identical manifest.
 
-Modes (all selections are over the reader's *usable* instances, see :mod:`clamp.data.coco`):
+Modes (all selections are over the reader's *usable* instances, see :mod:`clamp.data.coco`); the
+fields each mode takes are :data:`SPLIT_MODES`, and they are the config keys of ``conf/split/``:
 
 * ``full``: every training instance.
-* ``kshot``: ``k`` instances per species (category), drawn with ``numpy.random.default_rng(seed)``
-  from each species' sorted instance ids, species in category-id order. A species with fewer than
-  ``k`` takes all it has and is listed under ``notes.short_species``; species without any instance
-  are listed under ``notes.absent_species``.
-* ``fraction``: a random ``fraction`` of all training instances (the paper's low-data COCO table,
-  AP@k%), ``round(fraction * N)`` of them (at least 1), drawn like ``kshot`` from the sorted ids.
-* ``family``: train = the training file's instances of ``train_family``; test = the test (val)
-  file's instances of ``test_family`` (zero-shot transfer, e.g. Bovidae -> Canidae).
-* ``idlist``: every instance in a published list of training *image* ids (a JSON array, e.g.
-  ScarceNet's ``annotation_list_20``). Duplicates are collapsed; ids absent from the file are
+* ``kshot`` (``k``, ``seed``): ``k`` instances per species (category), drawn with
+  ``numpy.random.default_rng(seed)`` from each species' sorted instance ids, species in category-id
+  order. A species with fewer than ``k`` takes all it has and is listed under
+  ``notes.short_species``; species without any instance are listed under ``notes.absent_species``.
+* ``fraction`` (``fraction``, ``seed``): a random ``fraction`` of all training instances (the paper's
+  low-data COCO table, AP@k%), ``round(fraction * N)`` of them (at least 1), drawn like ``kshot``.
+* ``family`` (``train_family``, ``test_family``): train = the training file's instances of
+  ``train_family``; every evaluation part = its file's instances of ``test_family`` (zero-shot
+  transfer, e.g. Bovidae -> Canidae). Family names match case-insensitively.
+* ``idlist`` (``ids``): every instance in a published list of training *image* ids (a JSON array,
+  e.g. ScarceNet's ``annotation_list_20``). Duplicates are collapsed; ids absent from the file are
   logged and listed under ``notes.missing_image_ids``.
+
+The manifest is the record of what was trained *and* evaluated: besides ``train`` it holds one part
+per evaluation file (``val``, ``test``): all usable instances of that file, or the test family's in
+mode ``family``, where the part also lists the family's ``category_ids`` (the evaluation ground
+truth is restricted to them). Datasets and the evaluation select their instances through it.
 
 Command line (writes the manifest and prints counts per family)::
 
     python -m clamp.data.splits --ann data/ap10k/annotations/ap10k-train-split1.json \\
-        --test-ann data/ap10k/annotations/ap10k-val-split1.json --dataset ap10k \\
+        --val-ann data/ap10k/annotations/ap10k-val-split1.json --dataset ap10k \\
         --mode family --train-family Bovidae --test-family Canidae --out splits/bovidae_canidae.json
 """
 
@@ -35,22 +42,33 @@ import json
 import logging
 import sys
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from clamp.data.coco import CocoKeypoints, load_coco_keypoints
 from clamp.data.keypoints import KEYPOINT_SPECS
+from clamp.errors import ClampError, did_you_mean
+from clamp.files import read_json
 
 log = logging.getLogger(__name__)
 
-MODES = ("full", "kshot", "fraction", "family", "idlist")
-FORMAT_VERSION = 1
+#: Each split mode and the fields it takes: the keys of its ``conf/split/`` file besides ``mode``.
+SPLIT_MODES: dict[str, tuple[str, ...]] = {
+    "full": (),
+    "kshot": ("k", "seed"),
+    "fraction": ("fraction", "seed"),
+    "family": ("train_family", "test_family"),
+    "idlist": ("ids",),
+}
+MODES = tuple(SPLIT_MODES)
+FORMAT_VERSION = 2
 
 
-class SplitError(ValueError):
+class SplitError(ClampError, ValueError):
     """A split that cannot be built or applied; the message says why and what to do."""
 
 
@@ -62,9 +80,14 @@ class SplitPart:
     image_ids: tuple[int, ...]
     species_counts: dict[str, int]
     family_counts: dict[str, int]
+    # Evaluation parts of mode ``family``: the test family's categories, to which the ground truth is
+    # restricted; None = every category of the file.
+    category_ids: tuple[int, ...] | None = None
 
     @classmethod
-    def from_instances(cls, data: CocoKeypoints, instance_ids: Sequence[int]) -> "SplitPart":
+    def from_instances(
+        cls, data: CocoKeypoints, instance_ids: Sequence[int], category_ids: Sequence[int] | None = None
+    ) -> SplitPart:
         """Summarise the given instances of ``data`` (ids, images, counts per species and family)."""
         wanted = set(instance_ids)
         chosen = [inst for inst in data.instances if inst.id in wanted]
@@ -73,6 +96,7 @@ class SplitPart:
             image_ids=tuple(sorted({inst.image_id for inst in chosen})),
             species_counts=dict(Counter(data.species_name(inst.category_id) for inst in chosen)),
             family_counts=dict(Counter(data.family(inst.category_id) for inst in chosen)),
+            category_ids=None if category_ids is None else tuple(sorted(category_ids)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,15 +107,18 @@ class SplitPart:
             "num_images": len(self.image_ids),
             "species_counts": self.species_counts,
             "family_counts": self.family_counts,
+            "category_ids": None if self.category_ids is None else list(self.category_ids),
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SplitPart":
+    def from_dict(cls, d: dict[str, Any]) -> SplitPart:
+        categories = d.get("category_ids")
         return cls(
             instance_ids=tuple(int(i) for i in d["instance_ids"]),
             image_ids=tuple(int(i) for i in d["image_ids"]),
             species_counts={str(k): int(v) for k, v in d["species_counts"].items()},
             family_counts={str(k): int(v) for k, v in d["family_counts"].items()},
+            category_ids=None if categories is None else tuple(int(c) for c in categories),
         )
 
 
@@ -99,7 +126,8 @@ class SplitPart:
 class SplitManifest:
     """A built split: its parameters, source files (name + sha256) and per-part selections.
 
-    ``sources`` maps a role (``train``, ``test``, ``ids``) to ``{"file": name, "sha256": hex}``;
+    ``parts`` maps ``train`` and each evaluation stage (``val``, ``test``) to its selection;
+    ``sources`` maps each part and ``ids`` (mode ``idlist``) to ``{"file": name, "sha256": hex}``;
     only file names are stored, never absolute paths, so the manifest is identical across machines.
     ``seed`` is recorded only for ``kshot`` and ``fraction``, the modes that draw at random.
     """
@@ -140,7 +168,7 @@ class SplitManifest:
         path.write_text(self.to_json(), encoding="utf-8")
 
     @classmethod
-    def read(cls, path: str | Path) -> "SplitManifest":
+    def read(cls, path: str | Path) -> SplitManifest:
         path = Path(path)
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
@@ -188,13 +216,25 @@ def _source(data: CocoKeypoints) -> dict[str, str]:
     return {"file": data.path.name, "sha256": data.sha256}
 
 
+def resolve_family(data: CocoKeypoints, family: str, role: str = "test") -> str:
+    """The file's spelling of ``family`` (matched case-insensitively); unknown names get suggestions."""
+    families = sorted({cat.family for cat in data.categories.values()})
+    by_lower = {name.lower(): name for name in families}
+    if family.lower() in by_lower:
+        return by_lower[family.lower()]
+    raise SplitError(f"{data.path.name}: unknown {role} family '{family}'{did_you_mean(family, families)}; "
+                     f"families in this file: {families}")
+
+
+def family_category_ids(data: CocoKeypoints, family: str) -> list[int]:
+    """The category (species) ids of ``family`` in ``data``."""
+    family = resolve_family(data, family)
+    return sorted(cid for cid, cat in data.categories.items() if cat.family == family)
+
+
 def family_instance_ids(data: CocoKeypoints, family: str, role: str = "test") -> list[int]:
     """Ids of the usable instances whose species belongs to ``family``; clear error if none."""
-    families = sorted({cat.family for cat in data.categories.values()})
-    if family not in families:
-        raise SplitError(
-            f"{data.path.name}: unknown {role} family '{family}'; families in this file: {families}"
-        )
+    family = resolve_family(data, family, role)
     ids = [inst.id for inst in data.instances if data.family(inst.category_id) == family]
     if not ids:
         raise SplitError(
@@ -246,16 +286,10 @@ def _fraction(train: CocoKeypoints, fraction: float, seed: int) -> list[int]:
 def read_id_list(path: str | Path) -> tuple[list[int], dict[str, str]]:
     """Read a JSON array of image ids (ScarceNet format); returns the ids and the file's source record."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image id list not found: {path}")
-    data = path.read_bytes()
-    try:
-        ids = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SplitError(f"{path}: not valid JSON ({err}); expected a JSON array of image ids") from None
+    ids = read_json(path, "image id list")
     if not isinstance(ids, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
         raise SplitError(f"{path}: expected a JSON array of integer image ids, e.g. [22669, 22705]")
-    return ids, {"file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
+    return ids, {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def _idlist(train: CocoKeypoints, image_ids: Sequence[int]) -> tuple[list[int], dict[str, Any]]:
@@ -283,25 +317,28 @@ def build_split(
     train: CocoKeypoints,
     mode: str,
     *,
+    evaluation: Mapping[str, CocoKeypoints] | None = None,
     seed: int = 0,
     k: int | None = None,
     fraction: float | None = None,
     train_family: str | None = None,
-    test: CocoKeypoints | None = None,
     test_family: str | None = None,
-    image_ids: Sequence[int] | str | Path | None = None,
+    ids: Sequence[int] | str | Path | None = None,
 ) -> SplitManifest:
-    """Build a split of ``train`` (and, for ``family``, of ``test``); modes are in the module docstring.
+    """Build a split of ``train`` and of each ``evaluation`` file (``{"val": ..., "test": ...}``).
 
-    ``image_ids`` (mode ``idlist``) is a sequence of image ids or the path of a JSON id list; a
-    path's file name and sha256 are recorded as the ``ids`` source.
+    The mode and its fields are described in the module docstring (:data:`SPLIT_MODES` lists which
+    fields each mode takes). ``ids`` (mode ``idlist``) is a sequence of image ids or the path of a
+    JSON id list; a path's file name and sha256 are recorded as the ``ids`` source.
     """
-    if mode not in MODES:
-        raise SplitError(f"unknown split mode '{mode}'; choose one of {list(MODES)}")
-    if test is not None and mode != "family":
-        raise SplitError(f"a test file is only used by mode 'family', not '{mode}'; leave it out")
+    if mode not in SPLIT_MODES:
+        raise SplitError(f"unknown split mode '{mode}'{did_you_mean(mode, SPLIT_MODES)}; choose one of {list(MODES)}")
+    given = {"k": k, "fraction": fraction, "train_family": train_family, "test_family": test_family, "ids": ids}
+    extra = sorted(name for name, value in given.items() if value is not None and name not in SPLIT_MODES[mode])
+    if extra:
+        raise SplitError(f"split mode '{mode}' takes {list(SPLIT_MODES[mode]) or 'no options'}, not {extra}")
+    evaluation = dict(evaluation or {})
     sources = {"train": _source(train)}
-    parts: dict[str, SplitPart] = {}
     notes: dict[str, Any] = {}
     manifest_seed = manifest_k = manifest_fraction = None
     if mode == "full":
@@ -321,19 +358,25 @@ def build_split(
     elif mode == "family":
         if train_family is None:
             raise SplitError("mode 'family' needs a training family (--train-family, e.g. Bovidae)")
-        if (test is None) != (test_family is None):
-            raise SplitError("a test family needs a test file and vice versa (--test-ann with --test-family)")
+        if evaluation and test_family is None:
+            raise SplitError("mode 'family' with evaluation files needs a test family (--test-family, e.g. Canidae)")
+        train_family = resolve_family(train, train_family, "train")
         chosen = family_instance_ids(train, train_family, "train")
-        if test is not None and test_family is not None:
-            parts["test"] = SplitPart.from_instances(test, family_instance_ids(test, test_family, "test"))
-            sources["test"] = _source(test)
     else:
-        if image_ids is None:
+        if ids is None:
             raise SplitError("mode 'idlist' needs a list of image ids (--ids FILE)")
-        if isinstance(image_ids, (str, Path)):
-            image_ids, sources["ids"] = read_id_list(image_ids)
-        chosen, notes = _idlist(train, image_ids)
-    parts["train"] = SplitPart.from_instances(train, chosen)
+        if isinstance(ids, (str, Path)):
+            ids, sources["ids"] = read_id_list(ids)
+        chosen, notes = _idlist(train, ids)
+    parts = {"train": SplitPart.from_instances(train, chosen)}
+    for stage, data in evaluation.items():
+        sources[stage] = _source(data)
+        if mode == "family":
+            test_family = resolve_family(data, test_family)
+            parts[stage] = SplitPart.from_instances(data, family_instance_ids(data, test_family),
+                                                    family_category_ids(data, test_family))
+        else:
+            parts[stage] = SplitPart.from_instances(data, [inst.id for inst in data.instances])
     return SplitManifest(
         mode=mode,
         dataset=train.spec.name,
@@ -366,13 +409,14 @@ def apply_split(data: CocoKeypoints, manifest: SplitManifest, part: str = "train
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m clamp.data.splits",
-        description="Build a CLAMP training/test split and write it as a manifest JSON "
+        description="Build a CLAMP split and write it as a manifest JSON "
         "(ids, counts per species and family, sha256 of the sources).",
         epilog="example: python -m clamp.data.splits --ann ap10k-train-split1.json --dataset ap10k "
-        "--mode kshot --k 20 --seed 0 --out splits/fewshot20_seed0.json",
+        "--val-ann ap10k-val-split1.json --mode kshot --k 20 --seed 0 --out splits/fewshot20_seed0.json",
     )
     parser.add_argument("--ann", required=True, type=Path, help="training annotation JSON (COCO keypoints)")
-    parser.add_argument("--test-ann", type=Path, help="validation/test annotation JSON (mode family)")
+    parser.add_argument("--val-ann", type=Path, help="validation annotation JSON (recorded as part 'val')")
+    parser.add_argument("--test-ann", type=Path, help="test annotation JSON (recorded as part 'test')")
     parser.add_argument("--dataset", default="ap10k", choices=sorted(KEYPOINT_SPECS),
                         help="keypoint spec of the files (default: ap10k)")
     parser.add_argument("--mode", required=True, choices=MODES,
@@ -384,8 +428,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="share of training instances, e.g. 0.01 (mode fraction)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (modes kshot, fraction; default 0)")
     parser.add_argument("--train-family", help="training family, e.g. Bovidae (mode family)")
-    parser.add_argument("--test-family",
-                        help="test family, e.g. Canidae, taken from --test-ann (mode family)")
+    parser.add_argument("--test-family", help="test family, e.g. Canidae, of the evaluation files (mode family)")
     parser.add_argument("--ids", type=Path, help="JSON array of training image ids (mode idlist)")
     parser.add_argument("--out", required=True, type=Path, help="manifest JSON to write")
     return parser
@@ -395,14 +438,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (2 with a one-line message on bad input)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    options = {name: getattr(args, name) for name in SPLIT_MODES[args.mode]}
     try:
-        train = load_coco_keypoints(args.ann, args.dataset)
-        test = load_coco_keypoints(args.test_ann, args.dataset) if args.test_ann else None
-        manifest = build_split(train, args.mode, seed=args.seed, k=args.k, fraction=args.fraction,
-                               train_family=args.train_family, test=test, test_family=args.test_family,
-                               image_ids=args.ids)
+        loaded: dict[Path, CocoKeypoints] = {}
+
+        def load(path: Path) -> CocoKeypoints:
+            if path not in loaded:
+                loaded[path] = load_coco_keypoints(path, args.dataset)
+            return loaded[path]
+
+        train = load(args.ann)
+        evaluation = {stage: load(path) for stage, path in (("val", args.val_ann), ("test", args.test_ann))
+                      if path is not None}
+        manifest = build_split(train, args.mode, evaluation=evaluation, **options)
         manifest.write(args.out)
-    except (OSError, ValueError, KeyError) as err:
+    except (ClampError, OSError, ValueError, KeyError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 2

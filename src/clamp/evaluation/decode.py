@@ -16,7 +16,8 @@ Array inputs may be numpy arrays or torch tensors; decoding and flipping keep th
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,12 +23,11 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from clamp.codec import decode_keypoints
 from clamp.data.keypoints import KeypointSpec, get_keypoint_spec
 from clamp.evaluation.decode import (
     KEYPOINT_SCORE_THRESHOLD,
     OKS_NMS_THRESHOLD,
-    decode_heatmaps,
-    heatmap_to_image_coords,
     keypoint_results,
     nms_by_image,
     to_coco_results,
@@ -46,7 +46,8 @@ class KeypointAPMetric(Metric):
     Args:
         keypoint_spec: the dataset's :class:`KeypointSpec` (or its name / dict); gives the sigmas.
         gt: the COCO GT dict, a path to its JSON, or a zero-argument callable returning the dict
-            (resolved at every ``compute``, e.g. ``datamodule.val_set.to_coco_gt``).
+            (resolved at every ``compute``); the annotation file's own records of the evaluated
+            images (``CocoKeypoints.ground_truth``), so ignored GT counts as the official evaluator does.
         results_path: if set, ``compute`` writes the COCO results list there (rank 0 only), so
             ``python -m clamp.evaluation.oks`` can re-check the numbers.
         keypoint_score_threshold: rescoring threshold (official 0.2).
@@ -103,7 +104,7 @@ class KeypointAPMetric(Metric):
         rotation = batch.get("rotation")
         if rotation is not None and bool(torch.as_tensor(rotation).ne(0).any()):
             raise ValueError("KeypointAPMetric.update: evaluation crops must not be rotated (rotation != 0)")
-        b, _, h, w = heatmaps.shape
+        b = heatmaps.shape[0]
         device = heatmaps.device
 
         def column(key: str, dtype: torch.dtype) -> Tensor:
@@ -111,9 +112,7 @@ class KeypointAPMetric(Metric):
             return value.squeeze(-1) if value.shape[-1] == 1 else value
 
         center, scale = column("center", torch.float32), column("scale", torch.float32)
-        coords_hm, maxvals = decode_heatmaps(heatmaps.detach())
-        coords = heatmap_to_image_coords(coords_hm, center, scale, (w, h))
-        self.keypoints.append(torch.cat((coords, maxvals.unsqueeze(-1)), dim=-1))
+        self.keypoints.append(decode_keypoints(heatmaps.detach(), center, scale))
         self.area.append(scale[:, 0] * scale[:, 1])
         self.score.append(column("bbox_score", torch.float32))
         self.image_id.append(column("image_id", torch.int64))

@@ -30,8 +30,9 @@ import math
 import sys
 import warnings
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from pycocotools.coco import COCO
