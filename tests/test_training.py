@@ -171,10 +171,10 @@ def test_predict_writes_named_keypoints_and_drawings_for_a_folder_of_images(synt
                      f"input={images}", f"boxes={boxes}", f"output={tmp_path / 'out'}",
                      f"hydra.run.dir={tmp_path / 'out'}", cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
-    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())["images"]
     assert [len(p["animals"]) for p in predictions] == [2, 1]
     assert set(predictions[0]["animals"][0]["keypoints"]) == set(AP10K.keypoint_names)
-    assert all((tmp_path / "out" / f"{Path(p['file_name']).stem}_pose.jpg").is_file() for p in predictions)
+    assert all((tmp_path / "out" / f"{p['file_name']}.pose.jpg").is_file() for p in predictions)
 
 
 def test_predict_reports_a_missing_input_folder_in_one_line(tmp_path):
@@ -195,6 +195,8 @@ def test_a_run_writes_the_same_split_manifest_as_the_cli(synthetic_root, tmp_pat
     datamodule.setup("fit")
     result = run_cli("-m", "clamp.data.splits", "--ann",
                      str(synthetic_root / "annotations" / "ap10k-train-split1.json"),
+                     "--val-ann", str(synthetic_root / "annotations" / "ap10k-val-split1.json"),
+                     "--test-ann", str(synthetic_root / "annotations" / "ap10k-val-split1.json"),
                      "--mode", "kshot", "--k", "3", "--seed", "7", "--out", str(tmp_path / "cli.json"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "run_manifest.json").read_bytes() == (tmp_path / "cli.json").read_bytes()

@@ -1,8 +1,10 @@
 """Evaluate a checkpoint on its dataset's test split: ``python -m clamp.eval ckpt=PATH``.
 
-The model, keypoint spec, dataset and split are read from the checkpoint; ``data.<key>=...``
-overrides what was stored (e.g. ``data.root=/datasets/ap-10k`` on another machine).
-Prints the OKS metrics and writes ``metrics.json`` to the run folder.
+The model is rebuilt from the checkpoint's own record, and the dataset, split and preprocessing
+from its stored data settings; ``data.<key>=...`` overrides what was stored (e.g.
+``data.root=/datasets/ap-10k`` on another machine, ``data.splits.test.ann=annotations/ap10k-test-split1.json``).
+Prints the OKS metrics and writes ``metrics.json``, ``results.json`` and the split manifest of what
+was scored to the run folder.
 """
 
 from __future__ import annotations
@@ -11,44 +13,61 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from clamp.cli import CONFIG_PATH, run_entry_point
-from clamp.train import report_metrics
+from clamp.cli import hydra_entry_point, report_metrics
 
 log = logging.getLogger("clamp.eval")
+
+
+def _merge(stored: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(stored)
+    for key, value in overrides.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
 
+    from clamp.checkpoint import CheckpointError, read_checkpoint
+    from clamp.data.keypoints import get_keypoint_spec
+    from clamp.lightning.checkpointing import AtomicCheckpointIO
     from clamp.lightning.datamodule import PoseDataModule
     from clamp.lightning.module import PoseEstimationModule
 
     ckpt = Path(cfg.ckpt)
-    stored = PoseEstimationModule.read_checkpoint(ckpt)
-    module = PoseEstimationModule.from_checkpoint(stored)
+    checkpoint = read_checkpoint(ckpt)
+    module = PoseEstimationModule.from_checkpoint(checkpoint, str(ckpt))
+    stored = checkpoint.get("datamodule_hyper_parameters")
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{ckpt} does not record the data it was trained on; evaluate it with "
+                              "clamp.evaluation.oks on a results file instead")
+    data_cfg = _merge(stored, OmegaConf.to_container(cfg.data, resolve=True))
+    spec = get_keypoint_spec(data_cfg["keypoints"])
+    if spec.to_dict() != module.keypoint_spec.to_dict():
+        raise CheckpointError(f"{ckpt} predicts the '{module.keypoint_spec.name}' keypoints "
+                              f"({module.keypoint_spec.num_keypoints}), but data.keypoints is '{spec.name}' "
+                              f"({spec.num_keypoints}); evaluate it on a dataset of its own keypoints")
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     module.hparams.evaluation.update(OmegaConf.to_container(cfg.evaluation, resolve=True),
                                      results_json=cfg.results_json)
-    data_cfg = {**stored["datamodule_hyper_parameters"], **OmegaConf.to_container(cfg.data, resolve=True)}
     data_cfg["manifest_path"] = str(output_dir / "split_manifest.json")
     datamodule = PoseDataModule(**data_cfg)
-    datamodule.check_files(("train", "test"))
+    datamodule.check_files()
     trainer = L.Trainer(logger=False, default_root_dir=str(output_dir), enable_checkpointing=False,
+                        enable_model_summary=False, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
                         **OmegaConf.to_container(cfg.trainer, resolve=True))
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = module.last_evaluation
-    report_metrics(metrics, output_dir / "metrics.json", f"{ckpt} on {datamodule.annotation_path('test')}")
+    if trainer.is_global_zero:
+        report_metrics(metrics, output_dir / "metrics.json", f"{ckpt} on {datamodule.annotation_path('test')}")
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
-def main(cfg: DictConfig) -> None:
-    run_entry_point(evaluate, cfg)
-
+main = hydra_entry_point("eval", evaluate)
 
 if __name__ == "__main__":
     main()

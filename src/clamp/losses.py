@@ -7,7 +7,8 @@ terms; nearest-cell keypoint features and a per-image symmetric InfoNCE for the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -144,7 +145,7 @@ def _batch_tensor(batch: Mapping[str, Any], key: str) -> Tensor:
 
 
 def clamp_total_loss(
-    output: "PoseOutput",
+    output: PoseOutput,
     batch: Mapping[str, Any],
     *,
     alpha_spatial: float,

@@ -1,76 +1,110 @@
 """Train (and then test) a pose model: ``python -m clamp.train +experiment=fewshot20``.
 
 With no experiment it runs the offline demo configuration. ``--cfg job`` prints the composed
-config; ``-m`` sweeps (a whole table: ``-m +experiment=zeroshot_bovidae_canidae model=clamp,simplebaseline``).
+config; ``-m`` sweeps (a whole table: ``-m +experiment=table2``). A rerun in the same run folder
+resumes its ``checkpoints/last.ckpt`` (``ckpt_path=auto``), which is how requeued SLURM jobs continue.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import warnings
-
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from clamp.cli import CONFIG_PATH, run_entry_point
+from clamp.cli import hydra_entry_point, report_metrics
 
 log = logging.getLogger("clamp.train")
 
 
 def build_datamodule(cfg: DictConfig, model: Any, output_dir: Path):
     """The data module for ``cfg.data`` / ``cfg.split``, shaped by the model's input geometry."""
+    from clamp.codec import HeatmapCodec
     from clamp.lightning.datamodule import PoseDataModule
 
     data = OmegaConf.to_container(cfg.data, resolve=True)
-    input_size = tuple(model.input_size)
+    codec = HeatmapCodec.for_model(model)
     return PoseDataModule(
         keypoints=data["keypoints"],
         root=data["root"],
         splits=data["splits"],
         split=OmegaConf.to_container(cfg.split, resolve=True),
-        input_size=input_size,
-        heatmap_size=tuple(model.heatmap_size),
-        coarse_size=(input_size[0] // model.feature_stride, input_size[1] // model.feature_stride),
+        input_size=codec.input_size,
+        heatmap_size=codec.heatmap_size,
+        coarse_size=codec.coarse_size,
         batch_size=data["batch_size"],
         num_workers=data["num_workers"],
         sigma=data["sigma"],
+        coarse_target=data.get("coarse_target", "official"),
         augmentation=data["augmentation"],
         seed=cfg.seed,
         manifest_path=str(output_dir / "split_manifest.json"),
         generate=data.get("generate"),
+        max_image_pixels=data.get("max_image_pixels", 89_478_485),
+        max_bad_fraction=data.get("max_bad_fraction", 0.01),
     )
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path):
-    """Lightning Trainer with checkpoints (last + best AP), loggers and a progress bar."""
-    # The frozen CLIP text encoder stays in eval mode on purpose (no dropout on frozen weights).
-    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    """Lightning Trainer: latest + best-AP checkpoints (atomic), signal handling, loggers, progress."""
     import lightning as L
+    from lightning.fabric.plugins.environments import SLURMEnvironment
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
-    from clamp.lightning.callbacks import WandbEvaluationLogger
+    from clamp.lightning.callbacks import LineProgressBar, WandbEvaluationLogger
+    from clamp.lightning.checkpointing import AtomicCheckpointIO, LatestCheckpoint, PreemptionHandler
     from clamp.lightning.loggers import build_loggers
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg.pop("channels_last", None)
-    every = cfg.callbacks.checkpoint_every_n_epochs
+    checkpoint_dir = output_dir / "checkpoints"
+    latest = LatestCheckpoint(checkpoint_dir, every_n_steps=cfg.callbacks.get("checkpoint_every_n_steps"))
     callbacks = [
-        ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best-epoch{epoch:03d}",
-                        monitor="val/AP", mode="max", save_top_k=1, save_last=True,
-                        auto_insert_metric_name=False, every_n_epochs=every),
+        latest,
+        ModelCheckpoint(dirpath=checkpoint_dir, filename="best-epoch{epoch:03d}", monitor="val/AP", mode="max",
+                        save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
+        PreemptionHandler(latest),
+        RichProgressBar() if cfg.callbacks.rich_progress_bar and sys.stdout.isatty() else LineProgressBar(),
     ]
-    if cfg.callbacks.rich_progress_bar:
-        callbacks.append(RichProgressBar())
-    loggers = build_loggers(cfg.logger, cfg)
+    loggers = build_loggers(cfg.logger, cfg, output_dir)
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
         callbacks.append(WandbEvaluationLogger(num_images=cfg.callbacks.log_images))
-    return L.Trainer(default_root_dir=str(output_dir), callbacks=callbacks, logger=loggers or False, **trainer_cfg)
+    plugins = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        # Requeueing is ours (PreemptionHandler saves first), not Lightning's own SIGUSR1 handler.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    trainer_cfg.setdefault("enable_model_summary", False)
+    return L.Trainer(default_root_dir=str(output_dir), callbacks=callbacks, logger=loggers or False,
+                     plugins=plugins, use_distributed_sampler=False, **trainer_cfg)
+
+
+def _keypoint_spec_dict(keypoints: Any) -> dict[str, Any]:
+    from clamp.data.keypoints import get_keypoint_spec
+
+    return get_keypoint_spec(keypoints).to_dict()
+
+
+def check_resume_compatible(checkpoint: Mapping[str, Any], cfg: DictConfig, path: Path) -> None:
+    """Refuse, before any data is read, to resume a checkpoint of another model or keypoint set."""
+    from clamp.checkpoint import CheckpointError, checkpoint_record
+
+    recipe = checkpoint_record(checkpoint, path)["model"]
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    wanted = {"name": model["name"], "keypoints": _keypoint_spec_dict(model["keypoints"]),
+              **dict(model.get("overrides") or {})}
+    def shown(value: Any) -> Any:
+        return value["name"] if isinstance(value, dict) and "keypoint_names" in value else value
+
+    differences = [f"{key}: checkpoint {shown(recipe.get(key))!r}, this run {shown(value)!r}"
+                   for key, value in wanted.items() if recipe.get(key) != value]
+    if differences:
+        raise CheckpointError(f"cannot resume {path}: it was trained as another network ({'; '.join(differences)}). "
+                              "Resume with the config it was trained with, or start a new run (another hydra.run.dir)")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -78,15 +112,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
     import torch
 
+    from clamp.checkpoint import read_checkpoint
+    from clamp.lightning.checkpointing import resolve_resume
     from clamp.lightning.datamodule import check_dataset_files
     from clamp.lightning.module import PoseEstimationModule
 
+    output_dir = Path(cfg.paths.output_dir)
+    resume = resolve_resume(cfg.ckpt_path, output_dir / "checkpoints")
+    if resume is not None:
+        check_resume_compatible(read_checkpoint(resume), cfg, resume)
     if cfg.data.get("generate") is None:
         check_dataset_files(cfg.data.keypoints if isinstance(cfg.data.keypoints, str) else "custom",
                             cfg.data.root, cfg.data.splits)
-    output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = PoseEstimationModule(
         model=OmegaConf.to_container(cfg.model, resolve=True),
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
@@ -98,12 +137,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         module = module.to(memory_format=torch.channels_last)
     datamodule = build_datamodule(cfg, module.model, output_dir)
     trainer = build_trainer(cfg, output_dir)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if trainer.is_global_zero:
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        log.info("%s: %s on %s (%s), run folder %s%s", cfg.task_name, module.model.config["name"],
+                 cfg.data.root, cfg.split.mode, output_dir, f", resuming {resume}" if resume else "")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     metrics: dict[str, Any] = {}
     if cfg.test_after_fit:
         best = trainer.checkpoint_callback.best_model_path or None
-        trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
         metrics = module.last_evaluation
         if trainer.is_global_zero:
             report_metrics(metrics, output_dir / "metrics.json", f"test metrics ({best or 'last weights'})")
@@ -120,20 +162,7 @@ def finish_loggers(trainer) -> None:
             logger.experiment.finish()
 
 
-def report_metrics(metrics: dict[str, Any], path: Path, title: str) -> None:
-    """Write ``metrics`` as JSON and print a small table of the headline OKS metrics."""
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    keys = ("AP", "AP50", "AP75", "APM", "APL", "AR")
-    print(f"\n{title}")
-    print("  ".join(f"{k:>6}" for k in keys))
-    print("  ".join(f"{100 * metrics[k]:6.1f}" for k in keys))
-    log.info("metrics written to %s", path)
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-def main(cfg: DictConfig) -> None:
-    run_entry_point(train, cfg)
-
+main = hydra_entry_point("train", train)
 
 if __name__ == "__main__":
     main()

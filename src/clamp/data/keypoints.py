@@ -9,8 +9,9 @@ Dec 2021; Animal-Pose: mmpose order and values; COCO: the COCO keypoint challeng
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class KeypointSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "KeypointSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> KeypointSpec:
         return cls(
             name=str(d["name"]),
             keypoint_names=tuple(d["keypoint_names"]),

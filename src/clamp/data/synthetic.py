@@ -36,9 +36,9 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -46,6 +46,9 @@ import numpy as np
 from clamp.data.keypoints import AP10K, AP10K_CATEGORIES, Species
 
 logger = logging.getLogger(__name__)
+
+# The ``info.contributor`` of every file written here: how a checkpoint knows it saw synthetic data.
+SYNTHETIC_CONTRIBUTOR = "clamp.data.synthetic"
 
 GENERATOR_VERSION = 1
 """Bump whenever the drawn images or annotations change, so cached datasets get regenerated."""
@@ -682,7 +685,7 @@ def generate_synthetic_ap10k(out_dir: str | Path, *, seed: int = 0, num_train: i
         path = annotation_path(out, split)
         _write_json(path, {
             "info": {"description": "Synthetic AP-10K-style quadrupeds", "url": "",
-                     "version": str(GENERATOR_VERSION), "year": 2024, "contributor": __name__,
+                     "version": str(GENERATOR_VERSION), "year": 2024, "contributor": SYNTHETIC_CONTRIBUTOR,
                      "date_created": "generated"},
             "licenses": [{"id": 1, "name": "Synthetic images drawn by clamp.data.synthetic", "url": ""}],
             "images": images, "annotations": annotations, "categories": _categories()})

@@ -1,15 +1,55 @@
-"""Callbacks: W&B evaluation reports (per-species AP table, predictions beside ground truth)."""
+"""Callbacks: a progress report that also works in log files, and W&B evaluation reports."""
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import WandbLogger
 
-from clamp.evaluation.decode import decode_heatmaps
 from clamp.visualization import denormalize_image, draw_pose, side_by_side
+
+
+class LineProgressBar(ProgressBar):
+    """One line per training epoch (and per evaluation), for output that is not a terminal.
+
+    Rich's live bar draws nothing until the end when stdout is a file (``make demo > log``); this
+    prints, e.g. ``epoch 3/8  25 steps  loss 0.00123  val/AP 0.521  4.2 s``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enabled = True
+        self._started = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _print(self, text: str) -> None:
+        if self._enabled:
+            print(text, file=sys.stdout, flush=True)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}", f"step {trainer.global_step}"]
+        for key in ("train/loss", "val/AP"):
+            if key in metrics:
+                parts.append(f"{key.split('/')[-1] if key == 'train/loss' else key} {float(metrics[key]):.4g}")
+        parts.append(f"{time.monotonic() - self._started:.1f} s")
+        self._print("  ".join(parts))
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._print(f"evaluated {trainer.num_test_batches[0] if trainer.num_test_batches else 0} test batches")
 
 
 class WandbEvaluationLogger(L.Callback):
@@ -38,18 +78,15 @@ class WandbEvaluationLogger(L.Callback):
         return {"val/per_species_AP": species, "val/per_family_AP": families}
 
     def images(self, pl_module: L.LightningModule, wandb: Any) -> dict[str, Any]:
-        preview = pl_module.preview
-        if not preview or self.num_images <= 0:
+        predicted = pl_module.preview_keypoints()
+        if predicted is None or self.num_images <= 0:
             return {}
         spec = pl_module.keypoint_spec
-        heatmaps = preview["heatmaps"][: self.num_images]
-        coords, scores = decode_heatmaps(heatmaps)
-        stride = preview["image"].shape[-1] / heatmaps.shape[-1]
+        preview = pl_module.preview
         panels = []
-        for i in range(heatmaps.shape[0]):
+        for i in range(min(self.num_images, len(predicted))):
             crop = denormalize_image(preview["image"][i])
-            predicted = np.concatenate([np.asarray(coords[i]) * stride, np.asarray(scores[i])[:, None]], axis=1)
-            panels.append(wandb.Image(side_by_side(draw_pose(crop, predicted, spec),
+            panels.append(wandb.Image(side_by_side(draw_pose(crop, np.asarray(predicted[i]), spec),
                                                    draw_pose(crop, preview["keypoints"][i].numpy(), spec,
                                                              color=(64, 200, 64))),
                                       caption="prediction | ground truth"))

@@ -1,37 +1,54 @@
-"""LightningDataModule: annotation files + split + top-down transforms, assembled from config."""
+"""LightningDataModule: annotation files + split + top-down transforms, assembled from config.
+
+What can go wrong with data is decided here, before the first step (``setup``): missing files,
+an empty training or evaluation set, and images that are missing, not images, larger than the
+pixel cap or not the size their annotation file gives all stop the run with one message. Images
+that only fail when decoded (truncated, corrupt) are skipped and counted during the run, up to
+``max_bad_fraction`` of a stage's samples (:meth:`bad_sample_limit`).
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from clamp.codec import HeatmapCodec
 from clamp.data.coco import CocoKeypoints, load_coco_keypoints
-from clamp.data.dataset import TopDownDataset, worker_init_fn
+from clamp.data.dataset import EpochSampler, TopDownDataset, check_images, collate_samples
 from clamp.data.keypoints import get_keypoint_spec
-from clamp.data.splits import SplitManifest, apply_split, build_split, family_instance_ids
-from clamp.data.synthetic import ensure_synthetic_ap10k
+from clamp.data.splits import SPLIT_MODES, SplitError, SplitManifest, apply_split, build_split
+from clamp.data.synthetic import SYNTHETIC_CONTRIBUTOR, ensure_synthetic_ap10k
 from clamp.data.transforms import TopDownTransform
+from clamp.errors import ClampError, MissingFileError, did_you_mean
+from clamp.files import MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
+_LIGHTNING_STAGES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
 
 
-class MissingDataError(FileNotFoundError):
+class MissingDataError(MissingFileError):
     """A dataset file the run needs is not on disk; the message says how to provide it."""
+
+
+class EmptyDatasetError(ClampError):
+    """A training or evaluation set has no usable instance."""
 
 
 class PoseDataModule(L.LightningDataModule):
     """Builds train/val/test :class:`TopDownDataset` s for one dataset, split and input geometry.
 
     ``splits`` maps each stage to ``{"ann": file, "images": folder}`` relative to ``root``.
-    ``split`` is the split-builder config (``mode`` plus its arguments, as in
-    :func:`clamp.data.splits.build_split`); the manifest is written to ``manifest_path``.
+    ``split`` is the split config (``mode`` plus the fields :data:`clamp.data.splits.SPLIT_MODES`
+    gives it); the manifest is written to ``manifest_path`` and selects every stage's instances.
     ``batch_size`` is the global batch: each of the ``world_size`` processes loads its share.
     """
 
@@ -43,23 +60,28 @@ class PoseDataModule(L.LightningDataModule):
         split: Mapping[str, Any],
         input_size: tuple[int, int],
         heatmap_size: tuple[int, int],
-        coarse_size: tuple[int, int],
+        coarse_size: tuple[int, int] | None,
         batch_size: int,
         num_workers: int = 4,
         sigma: float = 2.0,
+        coarse_target: str = "official",
         augmentation: Mapping[str, Any] | None = None,
         seed: int = 0,
         manifest_path: str | None = None,
         generate: Mapping[str, Any] | None = None,
         eval_batch_size: int | None = None,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
+        max_bad_fraction: float = 0.01,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.spec = get_keypoint_spec(keypoints)
         self.root = Path(root)
+        self.codec = HeatmapCodec(input_size, heatmap_size, sigma, coarse_size, coarse_target)
         self.data: dict[str, CocoKeypoints] = {}
         self.datasets: dict[str, TopDownDataset] = {}
         self.manifest: SplitManifest | None = None
+        self._resume: tuple[int, int] | None = None  # (epoch, batches consumed) of a mid-epoch checkpoint
 
     # ---- paths ----------------------------------------------------------------------------
     def annotation_path(self, stage: str) -> Path:
@@ -79,105 +101,144 @@ class PoseDataModule(L.LightningDataModule):
             ensure_synthetic_ap10k(self.root, **dict(self.hparams.generate))
 
     def setup(self, stage: str | None = None) -> None:
-        stages = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", STAGES)
-        self.check_files(("train",) + tuple(stages))
-        for name in ("train",) + tuple(stages):
-            if name not in self.data:
-                self.data[name] = self._load(name)
+        stages = _LIGHTNING_STAGES.get(stage or "", STAGES)
         if self.manifest is None:
+            self.check_files()
             self.manifest = self._build_manifest()
         for name in stages:
             if name not in self.datasets:
                 self.datasets[name] = self._dataset(name)
 
     def _load(self, stage: str) -> CocoKeypoints:
-        return load_coco_keypoints(self.annotation_path(stage), self.spec, image_root=self.image_root(stage))
+        # val and test usually share one file (AP-10K's val-split1): read it once.
+        path, images = self.annotation_path(stage), self.image_root(stage)
+        for loaded in self.data.values():
+            if loaded.path == path and loaded.image_root == images:
+                return loaded
+        return load_coco_keypoints(path, self.spec, image_root=images)
 
     def _build_manifest(self) -> SplitManifest:
+        for name in STAGES:
+            self.data[name] = self._load(name)
         cfg = dict(self.hparams.split)
         mode = cfg.pop("mode")
-        kwargs: dict[str, Any] = {"seed": cfg.pop("seed", self.hparams.seed)}
-        if mode == "kshot":
-            kwargs["k"] = cfg.pop("k")
-        elif mode == "family":
-            if "val" not in self.data:
-                self.data["val"] = self._load("val")
-            kwargs.update(train_family=cfg.pop("train_family"), test_family=cfg.pop("test_family"),
-                          test=self.data["val"])
-        elif mode == "idlist":
-            kwargs["image_ids"] = cfg.pop("ids")
-        elif mode == "fraction":
-            kwargs["fraction"] = cfg.pop("fraction")
-        if cfg:
-            raise ValueError(f"split: unknown option(s) {sorted(cfg)} for mode '{mode}'")
-        manifest = build_split(self.data["train"], mode, **kwargs)
+        if mode not in SPLIT_MODES:
+            raise SplitError(f"split.mode={mode!r}{did_you_mean(str(mode), SPLIT_MODES)}: choose one of "
+                             f"{list(SPLIT_MODES)}")
+        unknown = sorted(set(cfg) - set(SPLIT_MODES[mode]))
+        if unknown:
+            raise SplitError(f"split mode '{mode}' takes {list(SPLIT_MODES[mode]) or 'no options'}; unknown "
+                             f"option(s) {unknown}")
+        manifest = build_split(self.data["train"], mode,
+                               evaluation={"val": self.data["val"], "test": self.data["test"]}, **cfg)
+        for name in STAGES:
+            if not manifest.parts[name].instance_ids:
+                raise EmptyDatasetError(
+                    f"the {name} set is empty: {self.annotation_path(name)} has no usable instance for split "
+                    f"mode '{mode}' ({manifest.summary().splitlines()[0]}); check the file and the split options")
         if self.hparams.manifest_path and (self.trainer is None or self.trainer.is_global_zero):
-            Path(self.hparams.manifest_path).parent.mkdir(parents=True, exist_ok=True)
             manifest.write(self.hparams.manifest_path)
-        log.info("split %s", manifest.summary())
+        summary = manifest.summary()
+        counts = ", ".join(f"{name} {len(part.instance_ids)}" for name, part in manifest.parts.items())
+        log.info("split %s: %s instances", summary.splitlines()[0], counts)
+        log.debug("split %s", summary.replace("\n", "\n  "))
         return manifest
 
     def stage_data(self, stage: str) -> CocoKeypoints:
-        """The annotations a stage uses: the split's training part, or the evaluation set
-        (restricted to the test family in zero-shot family transfer)."""
-        data = self.data[stage]
-        if stage == "train":
-            return apply_split(data, self.manifest, "train")
-        if self.manifest.mode == "family":
-            return data.subset(family_instance_ids(data, self.manifest.test_family))
-        return data
+        """The annotations a stage uses, as the split manifest selects them."""
+        return apply_split(self.data[stage], self.manifest, stage)
 
     def _dataset(self, stage: str) -> TopDownDataset:
         aug = dict(self.hparams.augmentation or {})
         center_jitter_prob = aug.pop("center_jitter_prob", 0.0)
         training = stage == "train"
+        data = self.stage_data(stage)
+        check_images(data, self.hparams.max_image_pixels, stage)
         transform = TopDownTransform(self.spec, input_size=tuple(self.hparams.input_size), training=training,
-                                     seed=self.hparams.seed, **(aug if training else {}))
-        return TopDownDataset(
-            self.stage_data(stage),
-            transform,
-            heatmap_size=tuple(self.hparams.heatmap_size),
-            coarse_size=tuple(self.hparams.coarse_size),
-            sigma=self.hparams.sigma,
-            seed=self.hparams.seed,
-            center_jitter_prob=center_jitter_prob if training else 0.0,
-        )
+                                     **(aug if training else {}))
+        return TopDownDataset(data, transform, self.codec, seed=self.hparams.seed,
+                              center_jitter_prob=center_jitter_prob if training else 0.0,
+                              max_image_pixels=self.hparams.max_image_pixels)
 
-    def coco_gt(self, stage: str) -> dict[str, Any]:
-        """COCO ground truth of exactly the instances evaluated in ``stage`` (for pycocotools)."""
-        if stage not in self.datasets:
+    def ground_truth(self, stage: str) -> dict[str, Any]:
+        """COCO ground truth of ``stage`` as the official evaluator scores it: the annotation file's own
+        records of the evaluated images, ignored ones included (:meth:`CocoKeypoints.ground_truth`)."""
+        if self.manifest is None:
             self.setup({"val": "validate", "test": "test"}[stage])
-        return self.datasets[stage].data.to_coco_gt()
+        part = self.manifest.parts[stage]
+        return self.data[stage].ground_truth(part.image_ids, part.category_ids)
+
+    def provenance(self) -> dict[str, Any]:
+        """What the model is trained on, for the checkpoint's record (synthetic data flags a demo model)."""
+        train = self.data.get("train")
+        info = train.raw.get("info") if train is not None and isinstance(train.raw.get("info"), dict) else {}
+        return {
+            "dataset": self.spec.name,
+            "synthetic_data": info.get("contributor") == SYNTHETIC_CONTRIBUTOR,
+            "annotation_files": {stage: Path(files["ann"]).name for stage, files in self.hparams.splits.items()},
+            "split_mode": self.manifest.mode if self.manifest is not None else None,
+        }
+
+    def bad_sample_limit(self, stage: str) -> int:
+        """How many undecodable samples ``stage`` may skip before the run stops (at least one)."""
+        dataset = self.datasets.get(stage)
+        return max(1, math.floor(self.hparams.max_bad_fraction * (len(dataset) if dataset is not None else 0)))
+
+    # ---- exact resume -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Where training stands in its epoch, so that a resumed run skips exactly the consumed batches."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        return {"epoch": trainer.current_epoch,
+                "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict:
+            self._resume = (int(state_dict["epoch"]), int(state_dict["batches"]))
 
     # ---- loaders --------------------------------------------------------------------------
     def per_device_batch_size(self, batch_size: int) -> int:
         world = self.trainer.world_size if self.trainer is not None else 1
         if batch_size % world:
-            raise ValueError(f"data.batch_size={batch_size} (the global batch) is not divisible by the "
+            raise ClampError(f"data.batch_size={batch_size} (the global batch) is not divisible by the "
                              f"{world} training processes; pick a multiple of {world}")
         return batch_size // world
 
-    def _loader(self, stage: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, stage: str, batch_size: int) -> DataLoader:
+        dataset = self.datasets[stage]
+        training = stage == "train"
+        trainer = self.trainer
+        sampler = EpochSampler(len(dataset), shuffle=training, seed=self.hparams.seed,
+                               num_replicas=trainer.world_size if trainer is not None else 1,
+                               rank=trainer.global_rank if trainer is not None else 0)
+        per_device = self.per_device_batch_size(batch_size)
+        if training and self._resume is not None:
+            epoch, batches = self._resume
+            sampler.resume(epoch, batches * per_device)
+            self._resume = None
         workers = self.hparams.num_workers
         return DataLoader(
-            self.datasets[stage],
-            batch_size=self.per_device_batch_size(batch_size),
-            shuffle=shuffle,
-            drop_last=shuffle and len(self.datasets[stage]) > batch_size,
+            dataset,
+            batch_size=per_device,
+            sampler=sampler,
+            collate_fn=collate_samples,
+            drop_last=training and len(dataset) > batch_size,
             num_workers=workers,
-            worker_init_fn=worker_init_fn,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # Its own generator: creating iterators must not draw from the global stream the model uses.
+            generator=torch.Generator().manual_seed(self.hparams.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
+        return self._loader("train", self.hparams.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+        return self._loader("val", self.hparams.eval_batch_size or self.hparams.batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+        return self._loader("test", self.hparams.eval_batch_size or self.hparams.batch_size)
 
 
 def check_dataset_files(

@@ -2,21 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from clamp.errors import ClampError, did_you_mean
+
 _LOGGERS = {"csv": CSVLogger, "wandb": WandbLogger}
+# The run folder keeps its W&B run id, so a resumed (requeued) run continues the same W&B run.
+WANDB_ID_FILE = "wandb_run_id.txt"
 
 
-def build_loggers(logger_cfg: Mapping[str, Any], run_cfg: DictConfig) -> list[Logger]:
+def _wandb_run_id(output_dir: Path) -> str:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    path = output_dir / WANDB_ID_FILE
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    run_id = secrets.token_hex(4)  # W&B run ids are short lowercase alphanumerics
+    if rank_zero_only.rank == 0:  # only rank 0 opens the W&B run; the other ranks must not write the file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id + "\n")
+    return run_id
+
+
+def build_loggers(logger_cfg: Mapping[str, Any], run_cfg: DictConfig, output_dir: Path) -> list[Logger]:
     """One logger per key of ``logger_cfg``; each records the resolved run config."""
+    from wandb.errors import UsageError
+
     loggers: list[Logger] = []
     for name, kwargs in (OmegaConf.to_container(logger_cfg, resolve=True) or {}).items():
         if name not in _LOGGERS:
-            raise ValueError(f"logger '{name}' is not supported; choose from {sorted(_LOGGERS)}")
+            raise ClampError(f"logger '{name}' is not supported{did_you_mean(name, _LOGGERS)}; choose from "
+                             f"{sorted(_LOGGERS)}")
+        if name == "wandb":
+            kwargs = {"id": _wandb_run_id(output_dir), "resume": "allow", **kwargs}
         logger = _LOGGERS[name](**kwargs)
-        logger.log_hyperparams(OmegaConf.to_container(run_cfg, resolve=True))
+        try:
+            logger.log_hyperparams(OmegaConf.to_container(run_cfg, resolve=True))
+        except UsageError as err:
+            raise ClampError(f"logger=wandb: {err} Log in with `wandb login` or set WANDB_API_KEY, or log "
+                             "offline with WANDB_MODE=offline (and `wandb sync` later)") from None
         loggers.append(logger)
     return loggers

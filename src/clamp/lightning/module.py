@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from pathlib import Path
-from typing import Any, Mapping
+import random
+from collections.abc import Mapping
+from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 
+from clamp.checkpoint import RECORD_KEY, build_model, checkpoint_record, make_record, model_state_dict
+from clamp.codec import decode_keypoints
 from clamp.data.keypoints import KeypointSpec, get_keypoint_spec
+from clamp.errors import ClampError
 from clamp.evaluation.decode import flip_test
 from clamp.evaluation.metric import KeypointAPMetric
 from clamp.losses import clamp_total_loss
-from clamp.models import create_model
+from clamp.models import PoseModel, create_model
+
+log = logging.getLogger(__name__)
+
+NONFINITE_POLICIES = ("stop", "skip")
+# The checkpoint entry holding the random-number-generator states for an exact resume.
+_RNG_KEY = "clamp_rng"
 
 
 def warmup_step_factor(
@@ -28,33 +40,65 @@ def warmup_step_factor(
     return factor
 
 
-class MissingCheckpointError(FileNotFoundError):
-    """A checkpoint path that does not exist."""
+class NonFiniteLossError(ClampError):
+    """The training loss became NaN or infinite; the message says where and what was saved."""
+
+
+class TooManyBadSamplesError(ClampError):
+    """More samples than allowed could not be decoded; the message lists them."""
+
+
+def _rng_states() -> dict[str, Any]:
+    """Every random stream a training step can draw from, in types ``torch.load(weights_only=True)`` reads."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: Mapping[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class PoseEstimationModule(L.LightningModule):
     """Trains CLAMP (Eq. 10) or SimpleBaseline (L_pred only) and reports OKS AP.
 
-    Everything needed to rebuild the model (registry name, overrides and the full keypoint
-    spec) is saved in the checkpoint's hyper-parameters.
+    ``model`` is the Hydra ``model`` section (registry ``name``, ``pretrained``, ``keypoints``,
+    ``overrides``) or an already built network. Checkpoints carry the network's rebuild record
+    (:mod:`clamp.checkpoint`), so :meth:`from_checkpoint`, ``clamp.load_model`` and the Predictor
+    rebuild exactly the trained architecture.
     """
 
     def __init__(
         self,
-        model: Mapping[str, Any],
+        model: Mapping[str, Any] | PoseModel,
         loss: Mapping[str, Any],
         optimizer: Mapping[str, Any],
         scheduler: Mapping[str, Any],
         evaluation: Mapping[str, Any],
+        provenance: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        model = dict(model)
-        model["keypoints"] = get_keypoint_spec(model["keypoints"]).to_dict()
-        model["overrides"] = dict(model.get("overrides") or {})
-        self.save_hyperparameters({"model": model, "loss": dict(loss), "optimizer": dict(optimizer),
-                                   "scheduler": dict(scheduler), "evaluation": dict(evaluation)})
-        self.model = create_model(model["name"], pretrained=model.get("pretrained"),
-                                  keypoints=model["keypoints"], **model["overrides"])
+        self.save_hyperparameters({"loss": dict(loss), "optimizer": dict(optimizer), "scheduler": dict(scheduler),
+                                   "evaluation": dict(evaluation)})
+        provenance = dict(provenance or {})
+        if isinstance(model, Mapping):
+            provenance.setdefault("pretrained", model.get("pretrained"))
+            model = create_model(model["name"], pretrained=model.get("pretrained"),
+                                 keypoints=get_keypoint_spec(model["keypoints"]), **dict(model.get("overrides") or {}))
+        self.model = model
+        self.provenance = provenance
         self.keypoint_spec: KeypointSpec = self.model.keypoint_spec
         self.is_clamp = getattr(self.model, "logit_scale", None) is not None
         if self.is_clamp:
@@ -64,6 +108,8 @@ class PoseEstimationModule(L.LightningModule):
                 self.model.spatial_head.requires_grad_(False)
             if not loss.get("use_feature", True):
                 self.model.logit_scale.requires_grad_(False)
+        if loss.get("on_nonfinite", "stop") not in NONFINITE_POLICIES:
+            raise ClampError(f"loss.on_nonfinite={loss.get('on_nonfinite')!r}: choose one of {NONFINITE_POLICIES}")
         defaults = self.model.default_loss_weights
         self.alpha_spatial = defaults["alpha_spatial"] if loss.get("alpha_spatial") is None else loss["alpha_spatial"]
         self.alpha_feature = defaults["alpha_feature"] if loss.get("alpha_feature") is None else loss["alpha_feature"]
@@ -71,27 +117,46 @@ class PoseEstimationModule(L.LightningModule):
         self.test_metric: KeypointAPMetric | None = None
         self.last_evaluation: dict[str, Any] | None = None
         self.preview: dict[str, torch.Tensor] | None = None
-
-    @staticmethod
-    def read_checkpoint(path: str | Path) -> dict[str, Any]:
-        """The checkpoint file's contents (weights, hyper-parameters, data module settings), on the CPU."""
-        if not Path(path).is_file():
-            raise MissingCheckpointError(f"checkpoint not found: {path} (pass ckpt=/path/to/last.ckpt or best-*.ckpt)")
-        return torch.load(path, map_location="cpu", weights_only=False)
+        self.skipped: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+        self.nonfinite_steps: list[int] = []
+        self._rng_to_restore: Mapping[str, Any] | None = None
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path | Mapping[str, Any]) -> "PoseEstimationModule":
-        """Rebuild the module and its trained weights from a checkpoint path or its loaded contents,
-        without needing the original CLIP weight file."""
-        if not isinstance(checkpoint, Mapping):
-            checkpoint = cls.read_checkpoint(checkpoint)
-        hparams = checkpoint["hyper_parameters"]
-        module = cls(**{**hparams, "model": {**hparams["model"], "pretrained": None}})
-        module.load_state_dict(checkpoint["state_dict"])
-        return module
+    def from_checkpoint(cls, checkpoint: Mapping[str, Any], source: str = "checkpoint") -> PoseEstimationModule:
+        """Rebuild the module and its trained weights from a checkpoint read by
+        :func:`clamp.checkpoint.read_checkpoint`, without the original backbone weight file."""
+        record = checkpoint_record(checkpoint, source)
+        model = build_model(record, model_state_dict(checkpoint, source), source)
+        hparams = checkpoint.get("hyper_parameters") or {}
+        missing = [key for key in ("loss", "optimizer", "scheduler", "evaluation") if key not in hparams]
+        if missing:
+            raise ClampError(f"{source} lacks the training settings {missing}; it was not written by clamp.train")
+        return cls(model=model, provenance=record["provenance"],
+                   **{key: hparams[key] for key in ("loss", "optimizer", "scheduler", "evaluation")})
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "provenance"):
+            self.provenance.update(datamodule.provenance())
+        checkpoint[RECORD_KEY] = make_record(self.model, self.provenance)
+        checkpoint[_RNG_KEY] = _rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_to_restore = checkpoint.get(_RNG_KEY)
+
+    def on_train_start(self) -> None:
+        # Restored here, after the model was built and the sanity check ran, right before the first
+        # step of the resumed run: the next step draws exactly what the interrupted run would have.
+        if self._rng_to_restore is not None:
+            _set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
 
     # ---- training -------------------------------------------------------------------------
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        self.note_skipped("train", batch)
+        if "image" not in batch:
+            return None
         output = self.model(batch["image"])
         cfg = self.hparams.loss
         terms = clamp_total_loss(
@@ -105,14 +170,45 @@ class PoseEstimationModule(L.LightningModule):
             logit_scale=self.model.logit_scale if self.is_clamp else None,
         )
         if not torch.isfinite(terms["loss"]):
-            raise FloatingPointError(
-                f"non-finite loss at step {self.global_step}: "
-                + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                + ". Lower optimizer.lr or check the data; the last checkpoint is untouched."
-            )
+            return self._nonfinite(terms, batch)
         for key, value in terms.items():
             self.log(f"train/{key}", value.detach(), prog_bar=key == "loss", batch_size=batch["image"].shape[0])
         return terms["loss"]
+
+    def _nonfinite(self, terms: Mapping[str, torch.Tensor], batch: Mapping[str, Any]) -> None:
+        """Stop with a message naming the step, the loss terms and the images; or skip the step."""
+        where = (f"step {self.global_step} (epoch {self.current_epoch}): "
+                 + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+                 + f"; batch images {sorted(set(batch['image_id'].tolist()))}")
+        if self.hparams.loss.get("on_nonfinite", "stop") == "skip":
+            self.nonfinite_steps.append(self.global_step)
+            log.warning("skipped a step with a non-finite loss at %s (%d skipped so far)", where,
+                        len(self.nonfinite_steps))
+            return None
+        from clamp.lightning.checkpointing import latest_checkpoint_note
+
+        raise NonFiniteLossError(
+            f"non-finite loss at {where}. {latest_checkpoint_note(self.trainer)} Lower optimizer.lr, check "
+            "these images, or pass loss.on_nonfinite=skip to skip such steps.")
+
+    def note_skipped(self, stage: str, batch: Mapping[str, Any]) -> None:
+        """Count the samples of a batch that could not be decoded; stop beyond the data module's limit."""
+        reasons = batch.get("skipped") or []
+        if not reasons:
+            return
+        new = [r for r in reasons if r not in self.skipped[stage]]
+        for reason in new:
+            log.warning("skipped an unreadable %s sample: %s", stage, reason)
+        self.skipped[stage].extend(new)
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        limit = datamodule.bad_sample_limit(stage) if datamodule is not None else math.inf
+        if len(self.skipped[stage]) > limit:
+            from clamp.lightning.checkpointing import latest_checkpoint_note
+
+            raise TooManyBadSamplesError(
+                f"{len(self.skipped[stage])} {stage} samples could not be decoded, more than the "
+                f"{limit} allowed (data.max_bad_fraction): {self.skipped[stage][:5]}. "
+                f"{latest_checkpoint_note(self.trainer)} Fix or remove these images.")
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt = self.hparams.optimizer
@@ -136,9 +232,10 @@ class PoseEstimationModule(L.LightningModule):
         kwargs = {"nms_threshold": ev.get("nms_threshold", 0.9),
                   "keypoint_score_threshold": ev.get("score_threshold", 0.2)}
         if stage in ("fit", "validate"):
-            self.val_metric = KeypointAPMetric(self.keypoint_spec, datamodule.coco_gt("val"), **kwargs).to(self.device)
+            self.val_metric = KeypointAPMetric(self.keypoint_spec, datamodule.ground_truth("val"),
+                                               **kwargs).to(self.device)
         if stage == "test":
-            self.test_metric = KeypointAPMetric(self.keypoint_spec, datamodule.coco_gt("test"),
+            self.test_metric = KeypointAPMetric(self.keypoint_spec, datamodule.ground_truth("test"),
                                                 results_path=ev.get("results_json"), **kwargs).to(self.device)
 
     def predict_heatmaps(self, images: torch.Tensor) -> torch.Tensor:
@@ -149,15 +246,23 @@ class PoseEstimationModule(L.LightningModule):
                              shift=ev.get("shift_heatmap", True))
         return self.model(images).heatmaps
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.note_skipped("val", batch)
+        if "image" not in batch:
+            return
         heatmaps = self.predict_heatmaps(batch["image"])
         self.val_metric.update(heatmaps.float(), batch)
-        if batch_idx == 0:
+        if self.preview is None:
             self.preview = {"image": batch["image"].cpu(), "heatmaps": heatmaps.float().cpu(),
                             "keypoints": batch["keypoints"].cpu()}
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.test_metric.update(self.predict_heatmaps(batch["image"]).float(), batch)
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.note_skipped("test", batch)
+        if "image" in batch:
+            self.test_metric.update(self.predict_heatmaps(batch["image"]).float(), batch)
+
+    def on_validation_epoch_start(self) -> None:
+        self.preview = None
 
     def on_validation_epoch_end(self) -> None:
         self.last_evaluation = self._log_metric(self.val_metric, "val")
@@ -165,11 +270,20 @@ class PoseEstimationModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.last_evaluation = self._log_metric(self.test_metric, "test")
 
+    def preview_keypoints(self) -> np.ndarray | None:
+        """The first validation batch's predicted keypoints in crop pixels (W&B previews)."""
+        if self.preview is None:
+            return None
+        return np.asarray(decode_keypoints(self.preview["heatmaps"].numpy(), input_size=self.model.input_size))
+
     def _log_metric(self, metric: KeypointAPMetric, prefix: str) -> dict[str, Any]:
         """Log the OKS stats; return the full report (with per-species and per-family AP)."""
         stats = metric.compute()
         metric.reset()
-        # Every rank holds the same gathered numbers, so no further reduction is needed.
+        # Every rank holds the same gathered numbers; sync_dist (a mean of equal values) keeps Lightning's
+        # distributed bookkeeping consistent without changing them.
         for key, value in stats.items():
-            self.log(f"{prefix}/{key}", float(value), prog_bar=key == "AP", sync_dist=False)
-        return metric.last_report
+            self.log(f"{prefix}/{key}", float(value), prog_bar=key == "AP", sync_dist=True)
+        report = dict(metric.last_report)
+        report["unreadable_samples"] = list(self.skipped[prefix])
+        return report

@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from clamp.errors import ClampError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(ClampError, RuntimeError):
     """Pretrained weights cannot be found, fetched or loaded; the message says how to supply them."""
 
 
@@ -122,7 +124,7 @@ def load_open_clip(arch: str, pretrained: str | os.PathLike | None, *, image_siz
         load_clip_state_dict(model, state_dict, source=f"{checkpoint} (arch {arch})")
         logger.info("loaded CLIP weights for %s at %d px from %s", arch, image_size, checkpoint)
     else:
-        logger.info("built %s at %d px with random weights", arch, image_size)
+        logger.debug("built %s at %d px with random weights", arch, image_size)
     return model
 
 

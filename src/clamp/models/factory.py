@@ -10,18 +10,24 @@ deconv channels RN50 256 / ViT K. The ``tiny_*`` configs use the random-weight t
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from open_clip.transformer import QuickGELU
 
 from clamp.data.keypoints import KeypointSpec, get_keypoint_spec
+from clamp.errors import ClampError, did_you_mean
 from clamp.models.clip_backbone import load_open_clip
 from clamp.models.image_encoders import ImageNetResNet50, build_clip_image_encoder
 from clamp.models.pose_models import CLAMP, PoseModel, SimpleBaseline
 from clamp.models.text import CONTEXT_LENGTH, FrozenTextEncoder
 
 logger = logging.getLogger(__name__)
+
+
+class UnknownModelError(ClampError, ValueError):
+    """A model name that is not in the registry."""
 
 IMAGENET_RESNET50 = "imagenet-resnet50"
 
@@ -87,7 +93,8 @@ def _config(name: str) -> ModelConfig:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"Unknown model '{name}'. Available models: {', '.join(list_models())}") from None
+        raise UnknownModelError(f"Unknown model '{name}'{did_you_mean(name, _REGISTRY)}. Available models: "
+                                f"{', '.join(list_models())}") from None
 
 
 def model_defaults(name: str) -> dict[str, Any]:
@@ -178,6 +185,6 @@ def create_model(
     model.config = config
     model.default_loss_weights = {"alpha_spatial": cfg.alpha_spatial, "alpha_feature": cfg.alpha_feature}
     model.default_backbone_lr_mult = cfg.backbone_lr_mult
-    logger.info("created %s (%s, pretrained=%s, %d keypoints, input %d, heatmap %d)", name, cfg.backbone,
+    logger.debug("created %s (%s, pretrained=%s, %d keypoints, input %d, heatmap %d)", name, cfg.backbone,
                 pretrained, spec.num_keypoints, input_size, heatmap_size)
     return model

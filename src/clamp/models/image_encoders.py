@@ -29,8 +29,13 @@ from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 from torch import Tensor, nn
 
-from clamp.models.clip_backbone import PretrainedWeightsError, network_reachable, offline_mode, \
-    read_state_dict, resize_grid_embedding
+from clamp.models.clip_backbone import (
+    PretrainedWeightsError,
+    network_reachable,
+    offline_mode,
+    read_state_dict,
+    resize_grid_embedding,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,14 @@ from torch import Tensor, nn
 from clamp.data.keypoints import KeypointSpec
 from clamp.models.context_decoder import ContextDecoder
 from clamp.models.heads import HeatmapHead, SpatialHead, num_upsampling_layers
-from clamp.models.text import CONTEXT_LENGTH, NUM_CONTEXT, FrozenTextEncoder, LearnedPromptMatrix, \
-    PromptEncoder, PromptLearner
+from clamp.models.text import (
+    CONTEXT_LENGTH,
+    NUM_CONTEXT,
+    FrozenTextEncoder,
+    LearnedPromptMatrix,
+    PromptEncoder,
+    PromptLearner,
+)
 
 PROMPT_SOURCES = ("text", "learned_matrix")
 

@@ -149,7 +149,7 @@ class FrozenTextEncoder(nn.Module):
             return self.width
         return proj.out_features if isinstance(proj, nn.Linear) else proj.shape[1]
 
-    def train(self, mode: bool = True) -> "FrozenTextEncoder":
+    def train(self, mode: bool = True) -> FrozenTextEncoder:
         """Stay in eval mode (no dropout in a frozen encoder); any mode switch drops the cache."""
         self.clear_cache()
         return super().train(False)
