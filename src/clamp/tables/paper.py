@@ -95,7 +95,7 @@ def load_paper_tables() -> dict[int, PaperTable]:
     return parse_paper_tables(json.loads(text))
 
 
-def parse_paper_tables(data: Mapping[str, Any]) -> dict[int, PaperTable]:
+def parse_paper_tables(data: dict[str, Any]) -> dict[int, PaperTable]:
     """Check the decoded ``paper_tables.json`` and build its tables; a clear PaperTableError otherwise."""
     top = _keys(data, DATA_FILE, required={"source", "tables"})
     tables: dict[int, PaperTable] = {}
