@@ -261,7 +261,7 @@ def test_cli_writes_the_table_to_a_file(tmp_path, capsys):
 @pytest.mark.parametrize("number", ["0", "12"])
 def test_cli_rejects_an_unknown_table_with_exit_2_and_one_line(number):
     proc = subprocess.run([sys.executable, "-m", "clamp.tables", "--paper", number], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}, timeout=60)
+                          check=False, env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}, timeout=60)
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr == f"error: the paper has no Table {number}; it has Tables 1 to 11\n"
@@ -304,6 +304,7 @@ def test_csv_quotes_cells_with_commas_and_quotes():
 def test_markdown_escapes_pipes_and_emphasis_and_right_aligns_numbers():
     out = render_table(["Method", "AP"], [["a|b *c* d_e", "72.1 (72.9, −0.8)"], ["x", ""]], "md")
     header, rule, first, second = out.splitlines()
+    assert header.startswith("| Method ") and header.endswith(" AP |")
     assert first.startswith(r"| a\|b \*c\* d\_e |")
     assert rule.endswith(":|") and not rule.startswith("|:")
     assert second.endswith("|                   |")  # an empty cell stays empty
