@@ -205,7 +205,7 @@ def draw_pose(
             # Above right of the point, moved left / below where it would leave the image.
             text_x = int(x + radius) if x + radius + text_width < width else int(x - radius - text_width)
             text_y = int(y - radius) if y - radius - ascent > 0 else int(y + radius + ascent)
-            _put_text(canvas, name, (max(0, text_x), text_y), sizes, point_colors[i])
+            _put_text(canvas, name, (max(0, text_x), text_y), sizes)
     return draw_caption(canvas, caption) if caption else canvas
 
 
