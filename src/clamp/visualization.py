@@ -113,12 +113,11 @@ def _fixed(x: float, y: float) -> tuple[int, int]:
     return round(x * (1 << _SHIFT)), round(y * (1 << _SHIFT))
 
 
-def _put_text(canvas: np.ndarray, text: str, origin: tuple[int, int], sizes: DrawingSizes,
-              color: Color = TEXT_COLOR) -> None:
+def _put_text(canvas: np.ndarray, text: str, origin: tuple[int, int], sizes: DrawingSizes) -> None:
     """Text with a dark outline, readable on any background; ``origin`` is the baseline start."""
     cv2.putText(canvas, text, origin, _FONT, sizes.font_scale, OUTLINE_COLOR,
                 sizes.font_thickness + 2 * sizes.outline, cv2.LINE_AA)
-    cv2.putText(canvas, text, origin, _FONT, sizes.font_scale, color, sizes.font_thickness, cv2.LINE_AA)
+    cv2.putText(canvas, text, origin, _FONT, sizes.font_scale, TEXT_COLOR, sizes.font_thickness, cv2.LINE_AA)
 
 
 def _text_box(text: str, sizes: DrawingSizes) -> tuple[int, int, int]:
@@ -179,7 +178,8 @@ def draw_pose(
     canvas = np.ascontiguousarray(image_rgb.copy())
     points = np.asarray(keypoints, dtype=np.float64)
     if points.shape != (spec.num_keypoints, 3):
-        raise ValueError(f"keypoints must have shape ({spec.num_keypoints}, 3) for '{spec.name}', got {points.shape}")
+        raise ValueError(f"keypoints must have shape ({spec.num_keypoints}, 3) for '{spec.name}', "
+                         f"got {points.shape}")
     height, width = canvas.shape[:2]
     sizes = drawing_sizes(height, width)
     radius = radius or sizes.radius
