@@ -10,15 +10,15 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 
-.PHONY: install demo test test-slow lock clean
+.PHONY: install demo test test-slow lint lock clean
 
 install: $(STAMP)
 
 # Idempotent: creates the venv only if missing, reinstalls only when the dependency files change.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade "pip>=23.2"
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,slurm]'
+	$(PY) -m pip install -qq --upgrade "pip>=23.2"
+	PYTHONWARNINGS=ignore $(PY) -m pip install -qq -c constraints.txt -e '.[test,slurm,onnx,dev]'
 	@touch $@
 
 # The synthetic dataset is generated on first use and cached in data/synthetic/.
@@ -30,6 +30,11 @@ test: install
 
 test-slow: install
 	WANDB_MODE=disabled $(PY) -m pytest -m slow
+
+# ruff: lint and format check (the same as the pre-commit hook and CI).
+lint: install
+	$(VENV)/bin/ruff check src tests scripts notebooks
+	$(VENV)/bin/ruff format --check src tests scripts
 
 # Re-pin the tested set after a dependency change (run on a CPU machine like CI's).
 lock: install
