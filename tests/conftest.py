@@ -36,3 +36,16 @@ def synthetic_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic-ap10k")
     generate_synthetic_ap10k(root, seed=0, num_train=60, num_val=30, num_test=10, image_size=128)
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(synthetic_root, tmp_path_factory) -> Path:
+    """One tiny CLAMP trained for an epoch on the synthetic data (read-only for tests): its run folder,
+    with ``checkpoints/last.ckpt`` and ``best-epoch000.ckpt``. Shared so that the many tests that need a
+    real checkpoint (eval, predict, export, security) pay for one training."""
+    from clamp.train import train
+    from tests.helpers import compose_train, fast_overrides
+
+    run = tmp_path_factory.mktemp("trained-run")
+    train(compose_train(fast_overrides(synthetic_root, run, "trainer.max_epochs=1", "+trainer.limit_train_batches=6")))
+    return run

@@ -10,8 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clamp.models import clip_backbone
-from clamp.models.clip_backbone import PretrainedWeightsError, load_open_clip, network_reachable
+from clamp.models import hub
+from clamp.models.clip_backbone import load_open_clip
+from clamp.models.hub import network_reachable
+from clamp.models.weight_files import PretrainedWeightsError
 
 
 def _tiny(arch: str, size: int = 64, seed: int = 0):
@@ -117,7 +119,7 @@ def test_uncached_tag_without_offline_flag_fails_fast_when_hub_unreachable(tmp_p
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setattr(clip_backbone, "network_reachable", lambda url: False)
+    monkeypatch.setattr(hub, "network_reachable", lambda url: False)
     start = time.monotonic()
     with pytest.raises(PretrainedWeightsError, match="cannot be reached"):
         load_open_clip("ViT-B-16", "openai", image_size=256)

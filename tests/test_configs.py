@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from clamp.cli import CONFIG_PATH
+from tests.helpers import compose_train
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_PATH) / "experiment").glob("*.yaml"))
 PAPER_EXPERIMENTS = [
@@ -16,11 +17,6 @@ PAPER_EXPERIMENTS = [
     "zeroshot_bovidae_equidae", "zeroshot_bovidae_felidae", "zeroshot_canidae_cricetidae",
     "zeroshot_canidae_equidae", "animalpose", "coco_lowdata",
 ]
-
-
-def compose_train(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        return compose(config_name="train", overrides=overrides, return_hydra_config=False)
 
 
 TABLES = [name for name in EXPERIMENTS if name.startswith("table")]

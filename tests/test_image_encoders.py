@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from clamp.models.clip_backbone import PretrainedWeightsError, load_clip_state_dict, load_open_clip
+from clamp.models.clip_backbone import load_open_clip
 from clamp.models.image_encoders import (
     DenseCLIPResNet,
     DenseCLIPViT,
@@ -14,6 +14,7 @@ from clamp.models.image_encoders import (
     ImageNetResNet50,
     build_clip_image_encoder,
 )
+from clamp.models.weight_files import PretrainedWeightsError, load_clip_state_dict
 
 
 @pytest.fixture(scope="module")

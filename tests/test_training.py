@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,19 +11,7 @@ import torch
 
 from clamp.data.keypoints import AP10K
 from clamp.lightning.module import warmup_step_factor
-from tests.test_configs import compose_train
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def fast_overrides(synthetic_root: Path, output_dir: Path, *extra: str) -> list[str]:
-    return [
-        f"data.root={synthetic_root}", "data.generate=null", "data.num_workers=0", "data.batch_size=4",
-        "logger=csv", f"paths.output_dir={output_dir}", "+trainer.limit_val_batches=2",
-        "trainer.check_val_every_n_epoch=1", "+trainer.num_sanity_val_steps=0", "+trainer.enable_model_summary=false",
-        "callbacks.rich_progress_bar=false", "test_after_fit=false", "trainer.log_every_n_steps=1",
-        "++model.overrides.input_size=64", "++model.overrides.heatmap_size=16", *extra,
-    ]
+from tests.helpers import REPO_ROOT, compose_train, fast_overrides, run_cli
 
 
 def read_losses(output_dir: Path) -> list[float]:
@@ -100,11 +85,6 @@ def test_resume_continues_from_the_saved_step_with_the_same_optimizer_state(synt
     assert state.keys() == resumed.keys()
     for key in state:
         assert torch.equal(state[key]["exp_avg"], resumed[key]["exp_avg"])
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_missing_dataset_stops_with_one_clear_message_and_no_traceback(tmp_path):

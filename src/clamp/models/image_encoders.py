@@ -29,13 +29,8 @@ from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 from torch import Tensor, nn
 
-from clamp.models.clip_backbone import (
-    PretrainedWeightsError,
-    network_reachable,
-    offline_mode,
-    read_state_dict,
-    resize_grid_embedding,
-)
+from clamp.models.hub import network_reachable, offline_mode
+from clamp.models.weight_files import PretrainedWeightsError, read_state_dict, resize_grid_embedding
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,39 @@
+"""What several test modules share: composing the real configs, fast run overrides, running the CLIs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from clamp.cli import CONFIG_PATH
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "NO_ALBUMENTATIONS_UPDATE": "1"}
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides, return_hydra_config=False)
+
+
+def fast_overrides(synthetic_root: Path, output_dir: Path, *extra: str) -> list[str]:
+    """A tiny CLAMP at 64 px on the session's synthetic data, validated every epoch, CSV-logged."""
+    return [
+        f"data.root={synthetic_root}", "++data.generate=null", "data.num_workers=0", "data.batch_size=4",
+        "logger=csv", f"paths.output_dir={output_dir}", "+trainer.limit_val_batches=2",
+        "trainer.check_val_every_n_epoch=1", "+trainer.num_sanity_val_steps=0", "+trainer.enable_model_summary=false",
+        "callbacks.rich_progress_bar=false", "test_after_fit=false", "trainer.log_every_n_steps=1",
+        "++model.overrides.input_size=64", "++model.overrides.heatmap_size=16", *extra,
+    ]
+
+
+def run_cli(*args: str | Path, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None,
+            timeout: int = 180) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` offline and capture its output."""
+    full_env = {**os.environ, **OFFLINE_ENV, **(env or {})}
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
