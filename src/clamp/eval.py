@@ -21,10 +21,13 @@ log = logging.getLogger("clamp.eval")
 
 
 def _merge(stored: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` with every non-null value of ``overrides`` (nested dicts merged key by key)."""
     merged = dict(stored)
     for key, value in overrides.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        elif value is not None:
+            merged[key] = value
     return merged
 
 

@@ -111,9 +111,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then evaluate the best checkpoint on the test split; returns the test metrics."""
     import lightning as L
     import torch
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from clamp.checkpoint import read_checkpoint
-    from clamp.lightning.checkpointing import resolve_resume
+    from clamp.lightning.checkpointing import PreemptionHandler, resolve_resume
     from clamp.lightning.datamodule import check_dataset_files
     from clamp.lightning.module import PoseEstimationModule
 
@@ -141,7 +142,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         log.info("%s: %s on %s (%s), run folder %s%s", cfg.task_name, module.model.config["name"],
                  cfg.data.root, cfg.split.mode, output_dir, f", resuming {resume}" if resume else "")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    except SIGTERMException:
+        preemption = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptionHandler))
+        if preemption.stopped is None:
+            raise
+        raise preemption.stopped from None
     metrics: dict[str, Any] = {}
     if cfg.test_after_fit:
         best = trainer.checkpoint_callback.best_model_path or None

@@ -28,6 +28,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from clamp.checkpoint import CheckpointError
 from clamp.errors import ClampError
@@ -101,7 +102,7 @@ def latest_checkpoint_note(trainer: L.Trainer | None) -> str:
             return f"{latest.path} is the checkpoint this run resumed from; this run saved none yet."
         return "No checkpoint was saved yet (the first is written at the end of epoch 0)."
     epoch, step = latest.saved
-    return f"{latest.path} holds the state after step {step} (epoch {epoch})."
+    return f"{latest.path} holds the state after step {step} ({epoch} epochs done)."
 
 
 class Preempted(ClampError):
@@ -127,6 +128,7 @@ class PreemptionHandler(L.Callback):
     def __init__(self, latest: LatestCheckpoint) -> None:
         self.latest = latest
         self.received: int | None = None
+        self.stopped: Preempted | None = None
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -155,18 +157,30 @@ class PreemptionHandler(L.Callback):
             received = int(trainer.strategy.reduce(flag, reduce_op="max").item())
         return received or None
 
-    def _stop_if_signalled(self, trainer: L.Trainer) -> None:
-        signum = self._agreed_signal(trainer)
-        if signum is None:
-            return
+    def _save_and_stop(self, trainer: L.Trainer, signum: int) -> Preempted:
+        """Save the latest state, requeue under SLURM for a warning signal, and say so."""
         self.latest.save(trainer)
         name = signal.Signals(signum).name
         requeued = ""
         if signum in _REQUEUE_SIGNALS and trainer.is_global_zero and _requeue_slurm_job():
             requeued = " The SLURM job was requeued and will resume from it."
-        raise Preempted(signum, f"stopped by {name} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
-                                f"saved {self.latest.path}.{requeued} Resume with ckpt_path={self.latest.path} "
-                                "(a rerun in the same run folder resumes by itself).")
+        self.stopped = Preempted(
+            signum, f"stopped by {name} at step {trainer.global_step} ({trainer.current_epoch} epochs done); saved "
+                    f"{self.latest.path}.{requeued} Resume with ckpt_path={self.latest.path} (a rerun in the same "
+                    "run folder resumes by itself).")
+        return self.stopped
+
+    def _stop_if_signalled(self, trainer: L.Trainer) -> None:
+        signum = self._agreed_signal(trainer)
+        if signum is not None:
+            raise self._save_and_stop(trainer, signum)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # Lightning's own SIGTERM handling ends the run with SIGTERMException (exit status 0) at an epoch
+        # end or inside an evaluation, before our next step boundary: save there too; the entry point
+        # turns it into the same non-zero stop (``stopped``).
+        if isinstance(exception, SIGTERMException) and self.received and self.stopped is None:
+            self._save_and_stop(trainer, self.received)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         self._stop_if_signalled(trainer)

@@ -190,8 +190,12 @@ class PoseDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None or trainer.state.fn != "fit":
             return {}
-        return {"epoch": trainer.current_epoch,
-                "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+        # Lightning counts an epoch as processed before its end hooks (where checkpoints are saved), so
+        # ``processed`` is the epoch to run next; it is still running when it was started but not processed.
+        epochs = trainer.fit_loop.epoch_progress.current
+        mid_epoch = epochs.started > epochs.processed
+        return {"epoch": epochs.processed,
+                "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed if mid_epoch else 0}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict:
@@ -214,7 +218,9 @@ class PoseDataModule(L.LightningDataModule):
                                rank=trainer.global_rank if trainer is not None else 0)
         per_device = self.per_device_batch_size(batch_size)
         if training and self._resume is not None:
+            # Lightning creates the resumed epoch's iterator before it sets the sampler's epoch.
             epoch, batches = self._resume
+            sampler.set_epoch(epoch)
             sampler.resume(epoch, batches * per_device)
             self._resume = None
         workers = self.hparams.num_workers

@@ -191,6 +191,20 @@ class PoseEstimationModule(L.LightningModule):
             f"non-finite loss at {where}. {latest_checkpoint_note(self.trainer)} Lower optimizer.lr, check "
             "these images, or pass loss.on_nonfinite=skip to skip such steps.")
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # With on_nonfinite=skip a step whose gradients overflowed is skipped too: grads set to None make
+        # AdamW leave those parameters (and their moments) untouched.
+        if self.hparams.loss.get("on_nonfinite", "stop") != "skip":
+            return
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads and not all(torch.isfinite(g).all() for g in grads):
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    param.grad = None
+            self.nonfinite_steps.append(self.global_step)
+            log.warning("skipped a step with non-finite gradients at step %d (%d skipped so far)",
+                        self.global_step, len(self.nonfinite_steps))
+
     def note_skipped(self, stage: str, batch: Mapping[str, Any]) -> None:
         """Count the samples of a batch that could not be decoded; stop beyond the data module's limit."""
         reasons = batch.get("skipped") or []
@@ -251,6 +265,13 @@ class PoseEstimationModule(L.LightningModule):
         if "image" not in batch:
             return
         heatmaps = self.predict_heatmaps(batch["image"])
+        if not torch.isfinite(heatmaps).all():
+            from clamp.lightning.checkpointing import latest_checkpoint_note
+
+            raise NonFiniteLossError(
+                f"the model's heatmaps are not finite at validation after step {self.global_step} (batch images "
+                f"{sorted(set(batch['image_id'].tolist()))}): training diverged. "
+                f"{latest_checkpoint_note(self._trainer)} Lower optimizer.lr.")
         self.val_metric.update(heatmaps.float(), batch)
         if self.preview is None:
             self.preview = {"image": batch["image"].cpu(), "heatmaps": heatmaps.float().cpu(),

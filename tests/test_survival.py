@@ -1,0 +1,321 @@
+"""Runs that survive: latest checkpoints, atomic writes, signals, exact resume, bad data, bad checkpoints
+and configs, non-finite losses, a quiet console."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from clamp.checkpoint import CheckpointError, read_checkpoint
+from clamp.errors import ClampError
+from tests.helpers import OFFLINE_ENV, REPO_ROOT, compose_train, fast_overrides, run_cli
+
+
+def train_run(synthetic_root: Path, output_dir: Path, *extra: str) -> dict:
+    from clamp.train import train
+
+    return train(compose_train(fast_overrides(synthetic_root, output_dir, *extra)))
+
+
+def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
+
+
+# ---- checkpoints -------------------------------------------------------------------------------------
+def test_last_checkpoint_holds_the_latest_epoch_even_without_improvement(synthetic_root, tmp_path):
+    train_run(synthetic_root, tmp_path, "trainer.max_epochs=3", "+trainer.limit_train_batches=2")
+    last = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (2, 6)
+    best = list((tmp_path / "checkpoints").glob("best-epoch*.ckpt"))
+    assert len(best) == 1 and best[0].name != "last.ckpt"
+
+
+def test_last_checkpoint_is_also_refreshed_every_n_steps(synthetic_root, tmp_path, monkeypatch):
+    from clamp.lightning.checkpointing import LatestCheckpoint
+
+    steps = []
+    original = LatestCheckpoint.save
+    monkeypatch.setattr(LatestCheckpoint, "save", lambda self, trainer: (steps.append(trainer.global_step),
+                                                                          original(self, trainer)))
+    train_run(synthetic_root, tmp_path, "trainer.max_epochs=1", "+trainer.limit_train_batches=5",
+              "callbacks.checkpoint_every_n_steps=2")
+    assert steps == [2, 4, 5]
+
+
+def test_a_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    from clamp.lightning.checkpointing import AtomicCheckpointIO
+
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+
+    def crash(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(read_checkpoint(path)["state_dict"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+# ---- signals -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_the_current_step_and_exits_non_zero(synthetic_root, tmp_path, signum):
+    overrides = fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=200", "+trainer.limit_train_batches=3")
+    process = subprocess.Popen([sys.executable, "-m", "clamp.train", *overrides], cwd=REPO_ROOT,
+                               env={**__import__("os").environ, **OFFLINE_ENV}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, (stdout[-2000:], stderr[-3000:])
+    assert "Traceback" not in stderr and f"stopped by {signal.Signals(signum).name} at step" in stderr
+    step = int(stderr.split(" at step ")[1].split()[0])
+    assert read_checkpoint(last)["global_step"] == step > 0
+
+
+# ---- exact resume ------------------------------------------------------------------------------------
+RESUME = ("data.num_workers=2", "+trainer.limit_train_batches=4", "trainer.limit_val_batches=1")
+
+
+def test_stopping_after_an_epoch_and_resuming_equals_the_straight_run_bit_for_bit(synthetic_root, tmp_path):
+    train_run(synthetic_root, tmp_path / "straight", "trainer.max_epochs=2", *RESUME)
+    train_run(synthetic_root, tmp_path / "resumed", "trainer.max_epochs=1", *RESUME)
+    train_run(synthetic_root, tmp_path / "resumed", "trainer.max_epochs=2", *RESUME)  # ckpt_path=auto
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_preempted_mid_epoch_and_resumed_equals_the_straight_run_bit_for_bit(synthetic_root, tmp_path, monkeypatch):
+    import lightning as L
+
+    import clamp.train as train_module
+    from clamp.lightning.checkpointing import Preempted
+
+    class SignalAtStep(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 5:  # the second step of epoch 1
+                signal.raise_signal(signal.SIGTERM)
+
+    train_run(synthetic_root, tmp_path / "straight", "trainer.max_epochs=2", *RESUME)
+    build = train_module.build_trainer
+    monkeypatch.setattr(train_module, "build_trainer",
+                        lambda cfg, out: (t := build(cfg, out), t.callbacks.append(SignalAtStep()), t)[0])
+    with pytest.raises(Preempted, match="stopped by SIGTERM at step 6"):
+        train_run(synthetic_root, tmp_path / "resumed", "trainer.max_epochs=2", *RESUME)
+    monkeypatch.undo()
+    train_run(synthetic_root, tmp_path / "resumed", "trainer.max_epochs=2", *RESUME)
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_a_fresh_start_refuses_to_overwrite_a_run_folder(synthetic_root, trained_run):
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        train_run(synthetic_root, trained_run, "ckpt_path=null")
+
+
+# ---- bad data ----------------------------------------------------------------------------------------
+def broken_copy(synthetic_root: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    return root
+
+
+def first_train_image(root: Path) -> tuple[dict, Path]:
+    train = json.loads((root / "annotations" / "ap10k-train-split1.json").read_text())
+    image = train["images"][0]
+    return image, root / "data" / image["file_name"]
+
+
+@pytest.mark.parametrize("damage", ["missing", "not_an_image", "wrong_size"])
+def test_images_that_cannot_be_used_stop_the_run_before_the_first_step(synthetic_root, tmp_path, damage):
+    root = broken_copy(synthetic_root, tmp_path)
+    image, path = first_train_image(root)
+    if damage == "missing":
+        path.unlink()
+    elif damage == "not_an_image":
+        path.write_text("<html>404</html>")
+    else:
+        ann = root / "annotations" / "ap10k-train-split1.json"
+        data = json.loads(ann.read_text())
+        data["images"][0]["width"] += 10
+        ann.write_text(json.dumps(data))
+    result = run_cli("-m", "clamp.train", *fast_overrides(root, tmp_path / "run", "trainer.max_epochs=1"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert image["file_name"] in result.stderr and "epoch 1/1" not in result.stdout
+    expected = {"missing": "not found", "not_an_image": "not an image", "wrong_size": "gives"}[damage]
+    assert expected in result.stderr
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+def test_a_truncated_image_is_skipped_and_named_and_too_many_stop_the_run(synthetic_root, tmp_path, caplog):
+    root = broken_copy(synthetic_root, tmp_path)
+    _, path = first_train_image(root)
+    truncate(path)
+    with caplog.at_level("WARNING"):
+        train_run(root, tmp_path / "run", "trainer.max_epochs=1")
+    assert any(path.name in r.getMessage() and "skipped" in r.getMessage() for r in caplog.records)
+    train = json.loads((root / "annotations" / "ap10k-train-split1.json").read_text())
+    for image in train["images"][1:4]:
+        truncate(root / "data" / image["file_name"])
+    with pytest.raises(ClampError, match="could not be decoded, more than the 1 allowed"):
+        train_run(root, tmp_path / "run2", "trainer.max_epochs=1", "data.max_bad_fraction=0.0")
+
+
+@pytest.mark.parametrize("stage", ["train", "val"])
+def test_an_empty_set_gets_one_clear_message(synthetic_root, tmp_path, stage):
+    root = broken_copy(synthetic_root, tmp_path)
+    ann = root / "annotations" / f"ap10k-{stage}-split1.json"
+    data = json.loads(ann.read_text())
+    for record in data["annotations"]:
+        record["keypoints"] = [0] * 51
+        record["num_keypoints"] = 0
+    ann.write_text(json.dumps(data))
+    with pytest.raises(ClampError, match=f"the {stage} set is empty"):
+        train_run(root, tmp_path / "run", "trainer.max_epochs=1")
+
+
+# ---- bad checkpoints ---------------------------------------------------------------------------------
+def bad_checkpoints(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
+    """Each broken kind of checkpoint file and the words its message must contain."""
+    (tmp_path / "truncated.ckpt").write_bytes(good.read_bytes()[:1000])
+    (tmp_path / "garbage.ckpt").write_bytes(b"this is not a checkpoint" * 100)
+    torch.save({"model.weight": torch.ones(2)}, tmp_path / "weights_only.ckpt")
+    return {
+        "missing": (tmp_path / "nowhere.ckpt", "not found"),
+        "truncated": (tmp_path / "truncated.ckpt", "truncated or not a torch checkpoint"),
+        "garbage": (tmp_path / "garbage.ckpt", "truncated or not a torch checkpoint"),
+        "state_dict_only": (tmp_path / "weights_only.ckpt", "only weights"),
+    }
+
+
+def test_bad_checkpoints_for_eval_give_one_line_and_exit_2(trained_run, tmp_path):
+    for kind, (path, words) in bad_checkpoints(tmp_path, trained_run / "checkpoints" / "last.ckpt").items():
+        result = run_cli("-m", "clamp.eval", f"ckpt={path}", f"hydra.run.dir={tmp_path / kind}")
+        assert result.returncode == 2, (kind, result.stderr)
+        assert "Traceback" not in result.stderr and words in result.stderr, (kind, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (kind, result.stderr)
+
+
+def test_an_eval_checkpoint_of_another_keypoint_set_fails_before_any_data_is_read(trained_run, tmp_path):
+    result = run_cli("-m", "clamp.eval", f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}",
+                     "data.keypoints=animalpose", "data.root=/nonexistent", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2 and "'ap10k' keypoints" in result.stderr and "animalpose" in result.stderr
+
+
+def test_bad_or_foreign_checkpoints_for_resume_fail_before_any_data_is_read(synthetic_root, trained_run, tmp_path):
+    for kind, (path, words) in bad_checkpoints(tmp_path, trained_run / "checkpoints" / "last.ckpt").items():
+        with pytest.raises(CheckpointError, match=words):
+            train_run(Path("/nonexistent"), tmp_path / kind, f"ckpt_path={path}")
+    with pytest.raises(CheckpointError, match="keypoints: checkpoint 'ap10k', this run 'animalpose'"):
+        train_run(Path("/nonexistent"), tmp_path / "other", f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+                  "data.keypoints=animalpose")
+
+
+# ---- configs -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("argv", "words"), [
+    (["trainer.max_epoch=1"], "did you mean trainer.max_epochs"),
+    (["data.augmentation.flip_prb=0.1"], "did you mean data.augmentation.flip_prob"),
+    (["backbone=rn5"], "did you mean rn50"),
+    (["+experiment=table1"], "run it as a multirun with -m"),
+])
+def test_misspelt_config_keys_get_close_matches(argv, words):
+    from clamp.cli import ConfigError, check_command_line
+
+    with pytest.raises(ConfigError, match=words):
+        check_command_line("train", argv)
+
+
+def test_a_misspelt_key_on_the_command_line_is_one_line_and_exit_2(tmp_path):
+    result = run_cli("-m", "clamp.train", "trainer.max_epoch=1", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: unknown config key trainer.max_epoch (did you mean trainer.max_epochs?); to add a new key use "
+        "+trainer.max_epoch=..."]
+
+
+@pytest.mark.parametrize("family", ["Bovidea", "bovidae"])
+def test_families_match_case_insensitively_and_misspellings_get_suggestions(synthetic_root, tmp_path, family):
+    from clamp.data.coco import load_coco_keypoints
+    from clamp.data.splits import SplitError, build_split
+
+    train = load_coco_keypoints(synthetic_root / "annotations" / "ap10k-train-split1.json", "ap10k")
+    if family == "bovidae":
+        assert build_split(train, "family", train_family=family).train_family == "Bovidae"
+    else:
+        with pytest.raises(SplitError, match="did you mean Bovidae"):
+            build_split(train, "family", train_family=family)
+
+
+def test_wandb_without_an_api_key_is_one_line_and_exit_2(synthetic_root, tmp_path):
+    env = {"WANDB_MODE": "online", "HOME": str(tmp_path), "WANDB_API_KEY": "", "NETRC": str(tmp_path / "none")}
+    result = run_cli("-m", "clamp.train", *fast_overrides(synthetic_root, tmp_path / "run", "logger=wandb"),
+                     env=env, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "wandb login" in result.stderr and "WANDB_MODE=offline" in result.stderr
+
+
+# ---- non-finite losses -------------------------------------------------------------------------------
+def test_a_non_finite_loss_names_step_terms_images_and_what_was_saved(synthetic_root, tmp_path):
+    from clamp.lightning.module import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError) as info:
+        train_run(synthetic_root, tmp_path, "trainer.max_epochs=20", "optimizer.lr=1e6", "scheduler.warmup_iters=1",
+                  "trainer.check_val_every_n_epoch=100")
+    message = str(info.value)
+    assert "non-finite loss at step" in message and "loss_pred=" in message and "batch images [" in message
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    if "No checkpoint was saved yet" in message:
+        assert not last.is_file()
+    else:
+        assert f"holds the state after step {read_checkpoint(last)['global_step']} " in message
+
+
+def test_non_finite_steps_can_be_skipped_and_counted(synthetic_root, tmp_path, caplog, monkeypatch):
+    import clamp.lightning.module as module
+
+    real_loss = module.clamp_total_loss
+
+    def sometimes_nan(output, batch, **kwargs):
+        terms = real_loss(output, batch, **kwargs)
+        if int(batch["image_id"][0]) % 3 == 0:  # a few batches go wrong
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(module, "clamp_total_loss", sometimes_nan)
+    with caplog.at_level("WARNING"):
+        train_run(synthetic_root, tmp_path, "trainer.max_epochs=1", "loss.on_nonfinite=skip")
+    skipped = [r for r in caplog.records if "skipped a step with a non-finite loss" in r.getMessage()]
+    assert skipped and "(1 skipped so far)" in skipped[0].getMessage()
+    weights = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["state_dict"]
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
+# ---- console -----------------------------------------------------------------------------------------
+def test_the_console_shows_progress_lines_and_results_without_library_noise(synthetic_root, tmp_path):
+    overrides = [o for o in fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=2", "test_after_fit=true",
+                                           "+trainer.limit_train_batches=2", "+trainer.limit_test_batches=2")
+                 if not o.startswith("callbacks.rich_progress_bar")]
+    result = run_cli("-m", "clamp.train", *overrides)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "epoch 1/2" in result.stdout and "epoch 2/2" in result.stdout and "AP50" in result.stdout
+    for noise in ("GPU available", "Tip:", "litlogger", "LeafSpec", "srun", "eval mode", "FLOPs", "Warning"):
+        assert noise not in output, noise
