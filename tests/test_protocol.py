@@ -18,7 +18,7 @@ from pycocotools.cocoeval import COCOeval
 from clamp.data.keypoints import get_keypoint_spec
 from clamp.evaluation.metric import KeypointAPMetric
 from clamp.lightning.datamodule import PoseDataModule
-from tests.helpers import compose_train, fast_overrides, run_cli
+from tests.helpers import REPO_ROOT, compose_train, fast_overrides, run_cli
 
 FIXTURES = {"ap10k": ("ap10k_mini", "test_ap10k.json"), "animalpose": ("animalpose_mini", "test_animalpose.json")}
 
@@ -247,3 +247,17 @@ def test_bilinear_score_map_upsampling_puts_each_cell_where_the_targets_do(grid,
             score = torch.exp(-((cells[None, :] - cx) ** 2 + (cells[:, None] - cy) ** 2) / 2.0)[None, None]
             peak = decode_keypoints(head(score), input_size=(256, 256))[0, 0, :2] / 4.0  # heatmap pixels
             assert torch.allclose(peak, torch.tensor([cx, cy], dtype=peak.dtype) * stride / 4.0, atol=0.25)
+
+
+def test_the_coarse_target_difference_script_counts_shares_of_labelled_points(synthetic_root):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("target_differences", REPO_ROOT / "scripts" / "target_differences.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    report = script.measure(synthetic_root, epochs=1)
+    rn50, vit = report["RN50 (8x8)"], report["ViT-B/16 (16x16)"]
+    assert rn50["labelled_points"] == vit["labelled_points"] > 100
+    # Coarser cells put more points in the border cells where the official truncation moves peaks.
+    assert 0 < vit["different_share"] < rn50["different_share"] < 1
+    assert 0 < rn50["weight_without_peak_share"] <= rn50["different_share"]

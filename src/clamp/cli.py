@@ -153,6 +153,12 @@ def quiet_console() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def quiet_other_ranks(trainer: Any) -> None:
+    """In multi-process runs only rank 0 tells the console what happens (every rank would say the same)."""
+    if not trainer.is_global_zero:
+        logging.getLogger("clamp").setLevel(logging.WARNING)
+
+
 def run_entry_point(task: Callable[..., Any], *args: Any) -> Any:
     """Run ``task``; exit 2 with one line (no traceback) on a user error, 128 + N when stopped by signal N."""
     from omegaconf.errors import MissingMandatoryValue

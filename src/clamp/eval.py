@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from clamp.cli import hydra_entry_point, report_metrics
+from clamp.cli import hydra_entry_point, quiet_other_ranks, report_metrics
 
 log = logging.getLogger("clamp.eval")
 
@@ -63,6 +63,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer = L.Trainer(logger=False, default_root_dir=str(output_dir), enable_checkpointing=False,
                         enable_model_summary=False, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
                         **OmegaConf.to_container(cfg.trainer, resolve=True))
+    quiet_other_ranks(trainer)
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = module.last_evaluation
     if trainer.is_global_zero:

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from clamp.cli import hydra_entry_point, report_metrics
+from clamp.cli import hydra_entry_point, quiet_other_ranks, report_metrics
 
 log = logging.getLogger("clamp.train")
 
@@ -138,6 +138,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         module = module.to(memory_format=torch.channels_last)
     datamodule = build_datamodule(cfg, module.model, output_dir)
     trainer = build_trainer(cfg, output_dir)
+    quiet_other_ranks(trainer)
     if trainer.is_global_zero:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         log.info("%s: %s on %s (%s), run folder %s%s", cfg.task_name, module.model.config["name"],
