@@ -22,6 +22,8 @@
 #   CLAMP_SLURM_CLUSTER     ClusterName                                                    [clamp]
 #   CLAMP_SLURM_DB_PORT     TCP port of the private MariaDB on 127.0.0.1                   [6833]
 #   CLAMP_SLURM_TIMEOUT     seconds start waits for the node to become idle                [60]
+#   CLAMP_SLURM_CRED_EXPIRE AuthInfo=cred_expire: also the least time a requeued job waits
+#                           before it may start again (Slurm's default, on real clusters: 120) [10]
 #   CLAMP_SLURM_KEEP_JOBS   1: stop leaves jobs alone (they survive a daemon restart)      [0]
 #
 # Client commands (sinfo, sbatch, sacct, ...) read /etc/slurm/slurm.conf, which start makes a
@@ -35,6 +37,7 @@ KILLWAIT=${CLAMP_SLURM_KILLWAIT:-30}
 CLUSTER=${CLAMP_SLURM_CLUSTER:-clamp}
 DB_PORT=${CLAMP_SLURM_DB_PORT:-6833}
 TIMEOUT=${CLAMP_SLURM_TIMEOUT:-60}
+CRED_EXPIRE=${CLAMP_SLURM_CRED_EXPIRE:-10}
 KEEP_JOBS=${CLAMP_SLURM_KEEP_JOBS:-0}
 
 ETC=$ROOT/etc
@@ -92,7 +95,9 @@ install_packages() {
         command -v "$b" >/dev/null 2>&1 || [[ -x /usr/sbin/$b ]] || missing+=("$b")
     done
     if ((${#missing[@]} == 0)); then
-        say "packages already installed (slurm $(sinfo --version 2>/dev/null | awk '{print $2}'))"
+        # Not `sinfo --version`: without a readable slurm.conf, Slurm commands look for a
+        # configless controller through DNS SRV records and hang for a minute on this network.
+        say "packages already installed (slurm $(dpkg-query -W -f='${Version}' slurm-client 2>/dev/null || echo '?'))"
         return
     fi
     [[ $(id -u) == 0 ]] || die "missing ${missing[*]}; run as root to install ${pkgs[*]}"
@@ -171,6 +176,8 @@ SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# cred_expire: a requeued job stays pending (Reason=BeginTime) this long after its old run ended.
+AuthInfo=cred_expire=$CRED_EXPIRE
 CredType=cred/munge
 SlurmctldPort=6817
 SlurmdPort=6818
@@ -194,6 +201,8 @@ JobAcctGatherFrequency=30
 $accounting
 
 SchedulerType=sched/backfill
+# Scheduling passes every few seconds instead of 30/60 s, so that a requeued job restarts soon.
+SchedulerParameters=bf_interval=5,sched_interval=5
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1024
