@@ -4,7 +4,7 @@ Usage::
 
     python scripts/complexity.py            # table with the paper's numbers and relative differences
     python scripts/complexity.py --json     # JSON list: model, params_total, params_trainable, gflops, ...
-    python scripts/complexity.py --models clamp_rn50 simplebaseline_rn50_clip
+    python scripts/complexity.py --models clamp_rn50 simplebaseline_rn50
 
 Every model is built with ``clamp.models.create_model(name, pretrained=None)`` (random weights; the
 counts do not depend on them) at its registered input size: 256x256, ViT-L/14 224x224.
@@ -41,7 +41,7 @@ Measured (``python scripts/complexity.py``, random weights, CPU) against Table 7
   =============================  =========  ===========  ===================  =======  ==================
   model                          params M   text enc. M  GFLOPs (paper)       GF(all)  params (paper)
   =============================  =========  ===========  ===================  =======  ==================
-  simplebaseline_rn50_clip       48.8       -            8.96 (9.0, -0.4 %)   8.91     48.8 (49, -0.3 %)
+  simplebaseline_rn50       48.8       -            8.96 (9.0, -0.4 %)   8.91     48.8 (49, -0.3 %)
   simplebaseline_rn50_imagenet   34.0       -            7.28 (9.0, -19 %)    7.24     34.0 (49, -31 %)
   clamp_rn50                     67.6       63.7         9.21 (9.2, +0.1 %)   10.18    67.6 (68, -0.5 %)
   simplebaseline_vitb16          90.4       -            16.60 (16.6, 0.0 %)  23.88    90.4 (91, -0.6 %)
@@ -58,7 +58,7 @@ Differences from Table 7, explained:
   tokens) and +7.3 GFLOPs for ViT-B/16 (self-attention of the 12 blocks at 257 tokens), i.e. +11 % and
   +44 %. These are real costs of the models, not differences between this implementation and the
   official one. SimpleBaselines do not run the CLIP projector, so their full count is lower.
-* The paper's "SimpleBaseline ResNet-50" row is the CLIP RN50 backbone (``simplebaseline_rn50_clip``):
+* The paper's "SimpleBaseline ResNet-50" row is the CLIP RN50 backbone (``simplebaseline_rn50``):
   49 M / 9.0 GFLOPs match only a CLIP ModifiedResNet-50 whose 14.8 M attention-pool parameters are
   counted. That SimpleBaseline keeps the attention pool (frozen, never run), so its parameter count
   matches the paper while ``params_trainable`` is 34.0 M. The ImageNet torchvision ResNet-50
@@ -89,7 +89,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from clamp.models import create_model
 
 MODELS = (
-    "simplebaseline_rn50_clip",
+    "simplebaseline_rn50",
     "simplebaseline_rn50_imagenet",
     "clamp_rn50",
     "simplebaseline_vitb16",
@@ -101,7 +101,7 @@ MODELS = (
 #: Table 7 of the paper: model -> (params in M, GFLOPs) at 256x256. Its "SimpleBaseline ResNet-50" row is
 #: compared with both ResNet-50 SimpleBaselines (see the docstring for why it is the CLIP one).
 PAPER_TABLE7 = {
-    "simplebaseline_rn50_clip": (49.0, 9.0),
+    "simplebaseline_rn50": (49.0, 9.0),
     "simplebaseline_rn50_imagenet": (49.0, 9.0),
     "clamp_rn50": (68.0, 9.2),
     "simplebaseline_vitb16": (91.0, 16.6),

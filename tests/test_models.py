@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from clamp.data.keypoints import AP10K, KeypointSpec
+from clamp.lightning.optim import parameter_groups
 from clamp.losses import clamp_total_loss
 from clamp.models import CLAMP, SimpleBaseline, create_model, list_models, model_defaults
 from clamp.models.clip_backbone import load_open_clip
@@ -46,7 +47,7 @@ def make_batch(model, batch_size: int = 2) -> dict[str, torch.Tensor]:
 def training_loss(model, batch) -> dict[str, torch.Tensor]:
     is_clamp = isinstance(model, CLAMP)
     out = model(batch["image"])
-    return clamp_total_loss(out, batch, **model.default_loss_weights, use_spatial=is_clamp,
+    return clamp_total_loss(out, batch, alpha_spatial=0.4, alpha_feature=5e-4, use_spatial=is_clamp,
                             use_feature=is_clamp, logit_scale=model.logit_scale if is_clamp else None)
 
 
@@ -66,7 +67,7 @@ def test_tiny_model_trains_and_every_trainable_parameter_gets_a_gradient(name):
     losses["loss"].backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"trainable parameters without a gradient: {missing}"
-    opt = torch.optim.AdamW(model.parameter_groups(1e-3, 1e-4))
+    opt = torch.optim.AdamW(parameter_groups(model, 1e-3, 1e-4, 1.0))
     opt.step()
 
 
@@ -140,7 +141,7 @@ def test_frozen_text_encoder_unchanged_by_optimizer_step_while_contexts_change()
     model = create_model("clamp_tiny_rn").train()
     frozen = {n: p.detach().clone() for n, p in model.text_encoder.named_parameters()}
     contexts = model.prompt_learner.contexts.detach().clone()
-    groups = model.parameter_groups(1e-2, 1e-2)
+    groups = parameter_groups(model, 1e-2, 1e-2, 1.0)
     grouped = {id(p) for g in groups for p in g["params"]}
     assert not grouped & {id(p) for p in model.text_encoder.parameters()}
     opt = torch.optim.AdamW(groups)
@@ -154,11 +155,11 @@ def test_frozen_text_encoder_unchanged_by_optimizer_step_while_contexts_change()
 
 def test_parameter_groups_cover_trainable_parameters_once_with_backbone_multiplier():
     model = create_model("clamp_tiny_vit")
-    groups = {g["name"]: g for g in model.parameter_groups(1e-3, 1e-4)}
+    groups = {g["name"]: g for g in parameter_groups(model, 1e-3, 1e-4, 0.1)}
     ids = [id(p) for g in groups.values() for p in g["params"]]
     assert len(ids) == len(set(ids))
     assert set(ids) == {id(p) for p in model.parameters() if p.requires_grad}
-    assert groups["backbone"]["lr"] == pytest.approx(1e-4)  # ViT default multiplier 0.1
+    assert groups["backbone"]["lr"] == pytest.approx(1e-4)  # ViT multiplier 0.1
     assert groups["head"]["lr"] == 1e-3 and groups["head_no_decay"]["weight_decay"] == 0.0
     no_decay = {id(p) for p in groups["head_no_decay"]["params"]}
     assert id(model.context_decoder.decoder[0].norm1.weight) in no_decay
@@ -329,9 +330,16 @@ def test_config_rebuilds_the_same_model():
 
 def test_model_defaults_follow_official_configs():
     rn, vitb, vitl = (model_defaults(n) for n in ("clamp_rn50", "clamp_vitb16", "clamp_vitl14"))
-    assert (rn["alpha_spatial"], vitb["alpha_spatial"], vitl["alpha_spatial"]) == (0.4, 2.0, 1.0)
-    assert rn["alpha_feature"] == vitb["alpha_feature"] == vitl["alpha_feature"] == 5e-4
-    assert (rn["backbone_lr_mult"], vitb["backbone_lr_mult"]) == (1.0, 0.1)
     assert (rn["input_size"], vitl["input_size"], vitl["heatmap_size"]) == (256, 224, 64)
-    model = create_model("simplebaseline_tiny_vit")
-    assert isinstance(model, SimpleBaseline) and model.default_backbone_lr_mult == 0.1
+    assert set(rn) == {"kind", "backbone", "input_size", "heatmap_size"}  # architecture only
+    assert isinstance(create_model("simplebaseline_tiny_vit"), SimpleBaseline)
+
+
+@pytest.mark.parametrize(("backbone", "alpha_spatial", "lr_mult"), [("rn50", 0.4, 1.0), ("vitb16", 2.0, 0.1),
+                                                                    ("vitl14", 1.0, 0.1)])
+def test_training_defaults_per_backbone_follow_official_configs(backbone, alpha_spatial, lr_mult):
+    from tests.helpers import compose_train
+
+    cfg = compose_train([f"backbone={backbone}"])
+    assert (cfg.loss.alpha_spatial, cfg.loss.alpha_feature) == (alpha_spatial, 5e-4)
+    assert cfg.optimizer.backbone_lr_mult == lr_mult and cfg.model.name == f"clamp_{backbone}"

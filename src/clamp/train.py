@@ -59,7 +59,6 @@ def build_trainer(cfg: DictConfig, output_dir: Path):
     from clamp.lightning.loggers import build_loggers
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_cfg.pop("channels_last", None)
     checkpoint_dir = output_dir / "checkpoints"
     latest = LatestCheckpoint(checkpoint_dir, every_n_steps=cfg.callbacks.get("checkpoint_every_n_steps"))
     callbacks = [
@@ -134,7 +133,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
         evaluation=OmegaConf.to_container(cfg.evaluation, resolve=True),
     )
-    if cfg.trainer.get("channels_last"):
+    if cfg.speed.channels_last:
         module = module.to(memory_format=torch.channels_last)
     datamodule = build_datamodule(cfg, module.model, output_dir)
     trainer = build_trainer(cfg, output_dir)

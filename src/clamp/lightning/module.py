@@ -18,6 +18,7 @@ from clamp.data.keypoints import KeypointSpec, get_keypoint_spec
 from clamp.errors import ClampError
 from clamp.evaluation.decode import flip_test
 from clamp.evaluation.metric import KeypointAPMetric
+from clamp.lightning.optim import parameter_groups
 from clamp.losses import clamp_total_loss
 from clamp.models import PoseModel, create_model
 
@@ -110,9 +111,12 @@ class PoseEstimationModule(L.LightningModule):
                 self.model.logit_scale.requires_grad_(False)
         if loss.get("on_nonfinite", "stop") not in NONFINITE_POLICIES:
             raise ClampError(f"loss.on_nonfinite={loss.get('on_nonfinite')!r}: choose one of {NONFINITE_POLICIES}")
-        defaults = self.model.default_loss_weights
-        self.alpha_spatial = defaults["alpha_spatial"] if loss.get("alpha_spatial") is None else loss["alpha_spatial"]
-        self.alpha_feature = defaults["alpha_feature"] if loss.get("alpha_feature") is None else loss["alpha_feature"]
+        missing = [key for key in ("alpha_spatial", "alpha_feature") if loss.get(key) is None]
+        if self.is_clamp and missing:
+            raise ClampError(f"loss.{missing[0]} is not set: the config gives the official per-backbone value "
+                             "(conf/backbone/*.yaml); set a number")
+        self.alpha_spatial = loss.get("alpha_spatial") or 0.0
+        self.alpha_feature = loss.get("alpha_feature") or 0.0
         self.val_metric: KeypointAPMetric | None = None
         self.test_metric: KeypointAPMetric | None = None
         self.last_evaluation: dict[str, Any] | None = None
@@ -226,7 +230,7 @@ class PoseEstimationModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt = self.hparams.optimizer
-        groups = self.model.parameter_groups(opt["lr"], opt["weight_decay"], opt.get("backbone_lr_mult"))
+        groups = parameter_groups(self.model, opt["lr"], opt["weight_decay"], opt["backbone_lr_mult"])
         optimizer = torch.optim.AdamW(groups, lr=opt["lr"], betas=tuple(opt.get("betas", (0.9, 0.999))))
         sched = self.hparams.scheduler
         steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)))

@@ -1,10 +1,11 @@
 """Named model configs and ``create_model(name)``, in the style of open_clip / timm.
 
-Per-config defaults follow the official CLAMP configs (``official_code_facts.md`` Sec. 1-3): input 256
-(ViT-L/14: 224), heatmap 64, loss weights alpha_1 (spatial) / alpha_2 (feature) = RN50 0.4 / 5e-4,
-ViT-B 2.0 / 5e-4, ViT-L 1.0 / 5e-4, backbone lr multiplier ViT 0.1 / ResNet 1.0, score-map upsampler
-deconv channels RN50 256 / ViT K. The ``tiny_*`` configs use the random-weight tiny open_clip configs of
-:mod:`clamp.models.clip_backbone` at 64 px for tests and the offline demo.
+A registered config is architecture only, as the official CLAMP configs define it
+(``official_code_facts.md`` Sec. 1): input 256 (ViT-L/14: 224), heatmap 64, score-map upsampler deconv
+channels RN50 256 / ViT K. Training defaults (the per-backbone loss weights and backbone learning-rate
+multiplier) are the trainer's, in ``conf/backbone/*.yaml``. Names follow one rule, ``<kind>_<backbone>``.
+The ``tiny_*`` configs use the random-weight tiny open_clip configs of :mod:`clamp.models.clip_backbone`
+at 64 px for tests and the offline demo.
 """
 
 from __future__ import annotations
@@ -34,46 +35,30 @@ IMAGENET_RESNET50 = "imagenet-resnet50"
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One registered model: its kind, backbone and the official per-backbone defaults."""
+    """One registered model's architecture: its kind, backbone and sizes."""
 
     kind: str  # "clamp" | "simplebaseline"
     backbone: str  # open_clip arch, a tiny config name, or IMAGENET_RESNET50
     input_size: int
     heatmap_size: int
-    alpha_spatial: float
-    alpha_feature: float
-    backbone_lr_mult: float
     deconv_channels: int = 256
     spatial_deconv_channels: int | None = None  # None: K (official ViT upconv head)
     decoder_width: int = 256  # context decoder width (official 256; tiny models use their embed width)
 
 
-_RN50_LOSS = {"alpha_spatial": 0.4, "alpha_feature": 5e-4}
-_VITB_LOSS = {"alpha_spatial": 2.0, "alpha_feature": 5e-4}
-_VITL_LOSS = {"alpha_spatial": 1.0, "alpha_feature": 5e-4}
-_NO_AUX_LOSS = {"alpha_spatial": 0.0, "alpha_feature": 0.0}
-
 _REGISTRY: dict[str, ModelConfig] = {
-    "clamp_rn50": ModelConfig("clamp", "RN50", 256, 64, **_RN50_LOSS, backbone_lr_mult=1.0,
-                              spatial_deconv_channels=256),
-    "clamp_vitb16": ModelConfig("clamp", "ViT-B-16", 256, 64, **_VITB_LOSS, backbone_lr_mult=0.1),
-    "clamp_vitl14": ModelConfig("clamp", "ViT-L-14", 224, 64, **_VITL_LOSS, backbone_lr_mult=0.1),
-    "simplebaseline_rn50_clip": ModelConfig("simplebaseline", "RN50", 256, 64, **_NO_AUX_LOSS,
-                                            backbone_lr_mult=1.0),
-    "simplebaseline_rn50_imagenet": ModelConfig("simplebaseline", IMAGENET_RESNET50, 256, 64, **_NO_AUX_LOSS,
-                                                backbone_lr_mult=1.0),
-    "simplebaseline_vitb16": ModelConfig("simplebaseline", "ViT-B-16", 256, 64, **_NO_AUX_LOSS,
-                                         backbone_lr_mult=0.1),
-    "simplebaseline_vitl14": ModelConfig("simplebaseline", "ViT-L-14", 224, 64, **_NO_AUX_LOSS,
-                                         backbone_lr_mult=0.1),
-    "clamp_tiny_rn": ModelConfig("clamp", "tiny-rn", 64, 16, **_RN50_LOSS, backbone_lr_mult=1.0,
-                                 deconv_channels=32, spatial_deconv_channels=32, decoder_width=64),
-    "clamp_tiny_vit": ModelConfig("clamp", "tiny-vit", 64, 16, **_VITB_LOSS, backbone_lr_mult=0.1,
-                                  deconv_channels=32, decoder_width=64),
-    "simplebaseline_tiny_rn": ModelConfig("simplebaseline", "tiny-rn", 64, 16, **_NO_AUX_LOSS,
-                                          backbone_lr_mult=1.0, deconv_channels=32),
-    "simplebaseline_tiny_vit": ModelConfig("simplebaseline", "tiny-vit", 64, 16, **_NO_AUX_LOSS,
-                                           backbone_lr_mult=0.1, deconv_channels=32),
+    "clamp_rn50": ModelConfig("clamp", "RN50", 256, 64, spatial_deconv_channels=256),
+    "clamp_vitb16": ModelConfig("clamp", "ViT-B-16", 256, 64),
+    "clamp_vitl14": ModelConfig("clamp", "ViT-L-14", 224, 64),
+    "simplebaseline_rn50": ModelConfig("simplebaseline", "RN50", 256, 64),
+    "simplebaseline_rn50_imagenet": ModelConfig("simplebaseline", IMAGENET_RESNET50, 256, 64),
+    "simplebaseline_vitb16": ModelConfig("simplebaseline", "ViT-B-16", 256, 64),
+    "simplebaseline_vitl14": ModelConfig("simplebaseline", "ViT-L-14", 224, 64),
+    "clamp_tiny_rn": ModelConfig("clamp", "tiny-rn", 64, 16, deconv_channels=32, spatial_deconv_channels=32,
+                                 decoder_width=64),
+    "clamp_tiny_vit": ModelConfig("clamp", "tiny-vit", 64, 16, deconv_channels=32, decoder_width=64),
+    "simplebaseline_tiny_rn": ModelConfig("simplebaseline", "tiny-rn", 64, 16, deconv_channels=32),
+    "simplebaseline_tiny_vit": ModelConfig("simplebaseline", "tiny-vit", 64, 16, deconv_channels=32),
 }
 
 _COMMON_OVERRIDES = ("input_size", "heatmap_size", "num_deconv", "deconv_channels", "quick_gelu")
@@ -98,14 +83,10 @@ def _config(name: str) -> ModelConfig:
 
 
 def model_defaults(name: str) -> dict[str, Any]:
-    """The registered defaults of ``name`` (kind, backbone, sizes, loss weights, backbone lr multiplier)."""
+    """The registered architecture of ``name`` (kind, backbone, input and heatmap size)."""
     cfg = _config(name)
-    return {
-        "kind": cfg.kind, "backbone": cfg.backbone,
-        "input_size": cfg.input_size, "heatmap_size": cfg.heatmap_size,
-        "alpha_spatial": cfg.alpha_spatial, "alpha_feature": cfg.alpha_feature,
-        "backbone_lr_mult": cfg.backbone_lr_mult,
-    }
+    return {"kind": cfg.kind, "backbone": cfg.backbone, "input_size": cfg.input_size,
+            "heatmap_size": cfg.heatmap_size}
 
 
 def _heatmap_size(cfg: ModelConfig, input_size: int) -> int:
@@ -183,8 +164,6 @@ def create_model(
     else:
         model = SimpleBaseline(image_encoder, spec, input_size=input_size, heatmap_size=heatmap_size, **opts)
     model.config = config
-    model.default_loss_weights = {"alpha_spatial": cfg.alpha_spatial, "alpha_feature": cfg.alpha_feature}
-    model.default_backbone_lr_mult = cfg.backbone_lr_mult
     logger.debug("created %s (%s, pretrained=%s, %d keypoints, input %d, heatmap %d)", name, cfg.backbone,
                 pretrained, spec.num_keypoints, input_size, heatmap_size)
     return model

@@ -6,7 +6,7 @@ context decoder: E_prompt = E_prompt^origin + gamma * decoder(E_prompt^origin, [
 S = cos(F, E_prompt) (Eq. 3-4); F_fuse = F_origin (+) S (Eq. 9) -> keypoint head -> heatmaps; the spatial
 head upsamples S for L_spatial (Eq. 5).
 
-Parameter name prefixes, for optimiser groups (see :meth:`PoseModel.parameter_groups`):
+Parameter name prefixes, which the trainer's optimiser groups use (``clamp.lightning.optim``):
 ``image_encoder`` (the backbone, projector included), ``text_encoder`` (frozen, requires_grad False),
 ``prompt_learner`` / ``prompt_matrix``, ``prompt_encoder``, ``context_decoder``, ``keypoint_head``,
 ``spatial_head``, ``gamma``, ``logit_scale``.
@@ -83,8 +83,8 @@ class PoseModel(nn.Module):
 
     Attributes: ``keypoint_spec``, ``input_size`` (W, H), ``heatmap_size`` (W, H), ``feature_stride``
     (input px per feature cell), ``config`` (the ``create_model`` kwargs that rebuild the model, set by
-    the factory; ``None`` for models built by hand), ``default_loss_weights`` and
-    ``default_backbone_lr_mult`` (per-backbone defaults of the official configs, set by the factory).
+    the factory; ``None`` for models built by hand). :meth:`no_weight_decay` names the parameters that
+    take no weight decay.
     """
 
     def __init__(
@@ -108,8 +108,6 @@ class PoseModel(nn.Module):
         self.grid_size = (self.input_size[0] // self.feature_stride,
                           self.input_size[1] // self.feature_stride)
         self.config: dict[str, Any] | None = None
-        self.default_loss_weights: dict[str, float] = {}
-        self.default_backbone_lr_mult = 1.0
 
     @property
     def num_keypoints(self) -> int:
@@ -134,33 +132,13 @@ class PoseModel(nn.Module):
                 f"= {w}x{h}), got {got}. Crop and resize inputs to the model input size."
             )
 
-    def parameter_groups(
-        self, lr: float, weight_decay: float, backbone_lr_mult: float | None = None
-    ) -> list[dict[str, Any]]:
-        """AdamW parameter groups: backbone (``image_encoder``) at ``lr * backbone_lr_mult`` (default
-        ``self.default_backbone_lr_mult``), everything else at ``lr``; norm-layer parameters and biases
-        without weight decay; frozen parameters (the text encoder) left out. Empty groups are dropped.
-        """
-        mult = self.default_backbone_lr_mult if backbone_lr_mult is None else backbone_lr_mult
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters that take no weight decay: every normalisation layer's and every bias."""
         norm_types = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
-        no_decay = {id(p) for m in self.modules() if isinstance(m, norm_types)
-                    for p in m.parameters(recurse=False)}
-        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            # endswith("bias") also catches nn.MultiheadAttention's in_proj_bias.
-            decay = id(param) not in no_decay and not name.endswith("bias")
-            groups.setdefault((name.startswith("image_encoder."), decay), []).append(param)
-        out = []
-        for (backbone, decay), params in sorted(groups.items(), reverse=True):
-            out.append({
-                "name": ("backbone" if backbone else "head") + ("" if decay else "_no_decay"),
-                "params": params,
-                "lr": lr * (mult if backbone else 1.0),
-                "weight_decay": weight_decay if decay else 0.0,
-            })
-        return out
+        names = {f"{module_name}.{name}".lstrip(".") for module_name, module in self.named_modules()
+                 if isinstance(module, norm_types) for name, _ in module.named_parameters(recurse=False)}
+        # endswith("bias") also catches nn.MultiheadAttention's in_proj_bias.
+        return names | {name for name, _ in self.named_parameters() if name.endswith("bias")}
 
 
 class CLAMP(PoseModel):
