@@ -21,9 +21,9 @@ import numpy as np
 from clamp.codec import HeatmapCodec
 from clamp.data.coco import load_coco_keypoints
 from clamp.data.dataset import TopDownDataset
-from clamp.data.synthetic import ensure_synthetic_ap10k
 from clamp.data.targets import COARSE_SIGMA_DIVISOR, keypoint_targets
 from clamp.data.transforms import TopDownTransform
+from clamp.synthetic import ensure_synthetic
 
 PAPER_AUGMENTATION = {"flip_prob": 0.5, "half_body_prob": 0.3, "scale_factor": 0.5, "rotation_factor": 40,
                       "rotation_prob": 0.6}
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.data
     if root is None:
         root = Path("data/synthetic")
-        ensure_synthetic_ap10k(root, seed=0, num_train=800, num_val=100, num_test=100)
+        ensure_synthetic(root, seed=0, num_train=800, num_val=100, num_test=100)
     report = measure(root, args.epochs)
     print(f"{'grid':<18} {'labelled points':>16} {'cell or weight differs':>24} {'weight 1, no peak':>18}")
     for name, row in report.items():

@@ -31,10 +31,10 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """A small synthetic AP-10K (all paper families present) shared by the training tests."""
-    from clamp.data.synthetic import generate_synthetic_ap10k
+    from clamp.synthetic import generate_synthetic
 
     root = tmp_path_factory.mktemp("synthetic-ap10k")
-    generate_synthetic_ap10k(root, seed=0, num_train=60, num_val=30, num_test=10, image_size=128)
+    generate_synthetic(root, seed=0, num_train=60, num_val=30, num_test=10, image_size=128)
     return root
 
 

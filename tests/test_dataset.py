@@ -15,9 +15,9 @@ from torch.utils.data import DataLoader
 from clamp.codec import HeatmapCodec
 from clamp.data.coco import load_coco_keypoints
 from clamp.data.dataset import EpochSampler, TopDownDataset, collate_samples, worker_init_fn
-from clamp.data.keypoints import AP10K
 from clamp.data.targets import gaussian_heatmaps, keypoint_targets
 from clamp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TopDownTransform, get_affine_transform
+from clamp.keypoints import AP10K
 
 K = AP10K.num_keypoints
 

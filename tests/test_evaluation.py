@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from clamp.data.keypoints import AP10K
 from clamp.evaluation.decode import (
     decode_heatmaps,
     flip_back_heatmaps,
@@ -20,6 +19,7 @@ from clamp.evaluation.decode import (
     rescore,
     to_coco_results,
 )
+from clamp.keypoints import AP10K
 
 
 def gaussian_heatmap(x: float, y: float, size: tuple[int, int] = (64, 64), sigma: float = 2.0) -> np.ndarray:

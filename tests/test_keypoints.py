@@ -1,6 +1,6 @@
 import pytest
 
-from clamp.data.keypoints import ANIMALPOSE, AP10K, AP10K_CATEGORIES, COCO, KeypointSpec, get_keypoint_spec
+from clamp.keypoints import ANIMALPOSE, AP10K, AP10K_CATEGORIES, COCO, KeypointSpec, get_keypoint_spec
 
 
 @pytest.mark.parametrize("spec", [AP10K, ANIMALPOSE, COCO], ids=lambda s: s.name)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from clamp.data.keypoints import AP10K, KeypointSpec
+from clamp.keypoints import AP10K, KeypointSpec
 from clamp.lightning.optim import parameter_groups
 from clamp.losses import clamp_total_loss
 from clamp.models import CLAMP, SimpleBaseline, create_model, list_models, model_defaults

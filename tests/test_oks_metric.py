@@ -18,9 +18,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchmetrics.utilities import dim_zero_cat
 
-from clamp.data.keypoints import ANIMALPOSE, AP10K, KeypointSpec
 from clamp.evaluation.metric import KeypointAPMetric
 from clamp.evaluation.oks import STAT_NAMES, evaluate_keypoints, main
+from clamp.keypoints import ANIMALPOSE, AP10K, KeypointSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = {

@@ -15,8 +15,8 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from clamp.data.keypoints import get_keypoint_spec
 from clamp.evaluation.metric import KeypointAPMetric
+from clamp.keypoints import get_keypoint_spec
 from clamp.lightning.datamodule import PoseDataModule
 from tests.helpers import REPO_ROOT, compose_train, fast_overrides, run_cli
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from clamp.data.coco import load_coco_keypoints
-from clamp.data.keypoints import AP10K, AP10K_CATEGORIES
 from clamp.data.splits import SplitError, SplitManifest, apply_split, build_split, main
+from clamp.keypoints import AP10K, AP10K_CATEGORIES
 
 # Species used by the synthetic files: every family of the paper's transfer pairs plus Ursidae as
 # a family no split asks for. Arctic fox (id 7) is left without instances, as in the real files.

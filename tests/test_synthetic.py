@@ -10,18 +10,9 @@ import numpy as np
 import pytest
 
 from clamp.data.coco import load_coco_keypoints
-from clamp.data.keypoints import AP10K, AP10K_CATEGORIES
-from clamp.data.synthetic import (
-    MANIFEST_NAME,
-    SPLITS,
-    SYNTHETIC_SPECIES,
-    SyntheticImage,
-    annotation_path,
-    ensure_synthetic_ap10k,
-    generate_synthetic_ap10k,
-    main,
-    render_synthetic_image,
-)
+from clamp.keypoints import AP10K, AP10K_CATEGORIES
+from clamp.synthetic.datasets import MANIFEST_NAME, SPLITS, annotation_path, ensure_synthetic, generate_synthetic, main
+from clamp.synthetic.render import SYNTHETIC_SPECIES, SyntheticImage, render_synthetic_image
 
 KP = {name: i for i, name in enumerate(AP10K.keypoint_names)}
 SIZE = 128
@@ -32,7 +23,7 @@ COUNTS = {"num_train": 12, "num_val": 6, "num_test": 3}
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "ap10k"
-    return generate_synthetic_ap10k(out, seed=3, image_size=SIZE, **COUNTS)
+    return generate_synthetic(out, seed=3, image_size=SIZE, **COUNTS)
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +83,8 @@ def test_every_image_has_one_to_three_animals(dataset: Path, samples: list[Synth
 
 
 def test_same_seed_gives_identical_files_and_another_seed_differs(dataset: Path, tmp_path: Path) -> None:
-    again = generate_synthetic_ap10k(tmp_path / "again", seed=3, image_size=SIZE, **COUNTS)
-    other = generate_synthetic_ap10k(tmp_path / "other", seed=4, image_size=SIZE, **COUNTS)
+    again = generate_synthetic(tmp_path / "again", seed=3, image_size=SIZE, **COUNTS)
+    other = generate_synthetic(tmp_path / "other", seed=4, image_size=SIZE, **COUNTS)
     for split in SPLITS:
         assert annotation_path(again, split).read_bytes() == annotation_path(dataset, split).read_bytes()
         assert annotation_path(other, split).read_bytes() != annotation_path(dataset, split).read_bytes()
@@ -103,8 +94,8 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(dataset: Path,
 
 def test_a_split_does_not_depend_on_the_size_of_the_others(tmp_path: Path) -> None:
     common = {"seed": 5, "num_val": 2, "num_test": 0, "image_size": TINY}
-    small = generate_synthetic_ap10k(tmp_path / "a", num_train=2, **common)
-    large = generate_synthetic_ap10k(tmp_path / "b", num_train=4, **common)
+    small = generate_synthetic(tmp_path / "a", num_train=2, **common)
+    large = generate_synthetic(tmp_path / "b", num_train=4, **common)
     val_small, val_large = (_load(annotation_path(d, "val")) for d in (small, large))
 
     def without_ids(anns: list[dict]) -> list[dict]:
@@ -115,28 +106,28 @@ def test_a_split_does_not_depend_on_the_size_of_the_others(tmp_path: Path) -> No
 
 def test_ensure_reuses_a_matching_dataset_and_regenerates_otherwise(tmp_path: Path) -> None:
     counts = {"num_train": 2, "num_val": 1, "num_test": 1, "image_size": TINY}
-    out = ensure_synthetic_ap10k(tmp_path / "cache", seed=1, **counts)
+    out = ensure_synthetic(tmp_path / "cache", seed=1, **counts)
     stamp = annotation_path(out, "train").stat().st_mtime_ns
-    ensure_synthetic_ap10k(out, seed=1, **counts)
+    ensure_synthetic(out, seed=1, **counts)
     assert annotation_path(out, "train").stat().st_mtime_ns == stamp
-    ensure_synthetic_ap10k(out, seed=2, **counts)
+    ensure_synthetic(out, seed=2, **counts)
     assert _load(out / MANIFEST_NAME)["seed"] == 2 and _load(out / MANIFEST_NAME)["complete"]
     next((out / "data").iterdir()).unlink()  # a lost image makes the cache stale
-    ensure_synthetic_ap10k(out, seed=2, **counts)
+    ensure_synthetic(out, seed=2, **counts)
     assert len(list((out / "data").iterdir())) == 4
 
 
 def test_refuses_to_overwrite_a_folder_that_is_not_synthetic(tmp_path: Path) -> None:
     (tmp_path / "annotations").mkdir()
     with pytest.raises(FileExistsError, match="synthetic.json"):
-        generate_synthetic_ap10k(tmp_path, num_train=1, num_val=1, image_size=TINY)
+        generate_synthetic(tmp_path, num_train=1, num_val=1, image_size=TINY)
 
 
 def test_rejects_invalid_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="num_val"):
-        generate_synthetic_ap10k(tmp_path, num_train=1, num_val=0)
+        generate_synthetic(tmp_path, num_train=1, num_val=0)
     with pytest.raises(ValueError, match="image_size"):
-        generate_synthetic_ap10k(tmp_path, num_train=1, num_val=1, image_size=32)
+        generate_synthetic(tmp_path, num_train=1, num_val=1, image_size=32)
 
 
 def test_cli_writes_the_dataset_and_prints_one_line_per_split(tmp_path: Path,
@@ -221,3 +212,39 @@ def test_labels_are_zero_exactly_outside_the_frame_behind_later_animals_or_for_t
             assert (x, y, w, h) == cv2.boundingRect(a.mask.astype(np.uint8))
             assert 0.2 * SIZE <= max(w, h) <= SIZE
     assert out_of_frame > 0 and hidden > 0
+
+
+@pytest.mark.parametrize("dataset", ["animalpose", "coco"])
+def test_other_layouts_are_read_by_the_real_loaders_with_consistent_keypoints(tmp_path, dataset):
+    from clamp.keypoints import get_keypoint_spec
+    from clamp.lightning.datamodule import PoseDataModule
+    from clamp.synthetic.datasets import LAYOUTS, relabel
+
+    out = generate_synthetic(tmp_path / dataset, dataset=dataset, seed=3, image_size=TINY, num_train=6, num_val=3,
+                             num_test=0)
+    ap10k = generate_synthetic(tmp_path / "ap10k", seed=3, image_size=TINY, num_train=6, num_val=3, num_test=0)
+    spec = get_keypoint_spec(dataset)
+    for split in ("train", "val"):
+        data = load_coco_keypoints(annotation_path(out, split, dataset), spec,
+                                   image_root=out if dataset == "animalpose" else out / f"{split}2017")
+        assert data.instances and all(data.image_path(i).is_file() for i in data.images)
+        same_animals = load_coco_keypoints(annotation_path(ap10k, split), "ap10k")
+        for ours, drawn in zip(data.instances, same_animals.instances):
+            np.testing.assert_array_equal(ours.keypoints, relabel(drawn.keypoints, LAYOUTS[dataset].mapping))
+    # Left stays left: each flip pair of the layout maps to a left/right pair of the drawn keypoints.
+    mapping = LAYOUTS[dataset].mapping
+    for a, b in spec.flip_pairs:
+        mirrored = {AP10K.flip_index[i] for i in mapping[a]}
+        assert mirrored == set(mapping[b]), (spec.keypoint_names[a], spec.keypoint_names[b])
+    splits = {"train": {"ann": annotation_path(out, "train", dataset).relative_to(out).as_posix()},
+              "val": {"ann": annotation_path(out, "val", dataset).relative_to(out).as_posix()}}
+    for stage, images in (("train", "." if dataset == "animalpose" else "train2017"),
+                          ("val", "." if dataset == "animalpose" else "val2017")):
+        splits[stage]["images"] = images
+    splits["test"] = splits["val"]
+    datamodule = PoseDataModule(keypoints=dataset, root=str(out), splits=splits, split={"mode": "full"},
+                                input_size=(64, 64), heatmap_size=(16, 16), coarse_size=(2, 2), batch_size=2,
+                                num_workers=0)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["heatmap"].shape[1] == spec.num_keypoints

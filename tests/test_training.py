@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clamp.data.keypoints import AP10K
+from clamp.keypoints import AP10K
 from clamp.lightning.module import warmup_step_factor
 from tests.helpers import REPO_ROOT, compose_train, fast_overrides, run_cli
 

@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 
-from clamp.data.keypoints import AP10K
 from clamp.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -18,6 +17,7 @@ from clamp.data.transforms import (
     get_affine_transform,
     half_body_center_scale,
 )
+from clamp.keypoints import AP10K
 
 
 def _mmpose_affine(center, scale, rot, output_size):

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clamp.data.keypoints import AP10K
+from clamp.keypoints import AP10K
 from clamp.video import VideoError, VideoReader, VideoWriter, iter_frames
 from clamp.visualization import draw_pose
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from clamp.data.keypoints import ANIMALPOSE, AP10K, COCO, KeypointSpec
 from clamp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from clamp.keypoints import ANIMALPOSE, AP10K, COCO, KeypointSpec
 from clamp.visualization import (
     SIDE_COLORS,
     denormalize_image,

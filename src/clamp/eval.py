@@ -35,7 +35,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
 
     from clamp.checkpoint import CheckpointError, read_checkpoint
-    from clamp.data.keypoints import get_keypoint_spec
+    from clamp.keypoints import get_keypoint_spec
     from clamp.lightning.checkpointing import AtomicCheckpointIO
     from clamp.lightning.datamodule import PoseDataModule
     from clamp.lightning.module import PoseEstimationModule

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from clamp.data.keypoints import KeypointSpec
 from clamp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from clamp.keypoints import KeypointSpec
 from clamp.models.pose_models import CLAMP, PoseModel
 
 INSTALL_HINT = "pip install 'clamp-pose[onnx]'"

@@ -37,11 +37,11 @@ from clamp.checkpoint import (
     read_checkpoint,
 )
 from clamp.codec import decode_keypoints
-from clamp.data.keypoints import KeypointSpec
 from clamp.data.transforms import BOX_PADDING, IMAGENET_MEAN, IMAGENET_STD, TopDownTransform, box_to_center_scale
 from clamp.errors import ClampError
 from clamp.evaluation.decode import KEYPOINT_SCORE_THRESHOLD, flip_test, rescore
 from clamp.files import MAX_IMAGE_PIXELS, read_image_rgb, read_json
+from clamp.keypoints import KeypointSpec
 
 #: Files of an exported model folder (``python -m clamp.export format=safetensors``).
 EXPORT_WEIGHTS = "model.safetensors"

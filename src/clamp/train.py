@@ -83,7 +83,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path):
 
 
 def _keypoint_spec_dict(keypoints: Any) -> dict[str, Any]:
-    from clamp.data.keypoints import get_keypoint_spec
+    from clamp.keypoints import get_keypoint_spec
 
     return get_keypoint_spec(keypoints).to_dict()
 

@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import torch
 
-from clamp.data.keypoints import KeypointSpec
 from clamp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from clamp.evaluation.decode import KEYPOINT_SCORE_THRESHOLD
+from clamp.keypoints import KeypointSpec
 
 Side = Literal["left", "right", "centre"]
 Color = tuple[int, int, int]

@@ -52,9 +52,9 @@ from typing import Any
 
 import numpy as np
 
-from clamp.data.keypoints import KEYPOINT_SPECS, KeypointSpec, get_keypoint_spec
 from clamp.errors import ClampError, MissingFileError
 from clamp.files import MAX_JSON_BYTES
+from clamp.keypoints import KEYPOINT_SPECS, KeypointSpec, get_keypoint_spec
 
 log = logging.getLogger(__name__)
 

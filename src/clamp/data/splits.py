@@ -50,9 +50,9 @@ from typing import Any
 import numpy as np
 
 from clamp.data.coco import CocoKeypoints, load_coco_keypoints
-from clamp.data.keypoints import KEYPOINT_SPECS
 from clamp.errors import ClampError, did_you_mean
 from clamp.files import read_json
+from clamp.keypoints import KEYPOINT_SPECS
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from clamp.data.keypoints import KeypointSpec, get_keypoint_spec
+from clamp.keypoints import KeypointSpec, get_keypoint_spec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

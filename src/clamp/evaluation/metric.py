@@ -24,7 +24,6 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from clamp.codec import decode_keypoints
-from clamp.data.keypoints import KeypointSpec, get_keypoint_spec
 from clamp.evaluation.decode import (
     KEYPOINT_SCORE_THRESHOLD,
     OKS_NMS_THRESHOLD,
@@ -33,6 +32,7 @@ from clamp.evaluation.decode import (
     to_coco_results,
 )
 from clamp.evaluation.oks import STAT_NAMES, evaluate_keypoints
+from clamp.keypoints import KeypointSpec, get_keypoint_spec
 
 logger = logging.getLogger(__name__)
 

@@ -199,7 +199,7 @@ def evaluate_keypoints(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the process exit status (0 ok, 2 bad input)."""
-    from clamp.data.keypoints import KEYPOINT_SPECS, get_keypoint_spec
+    from clamp.keypoints import KEYPOINT_SPECS, get_keypoint_spec
 
     parser = argparse.ArgumentParser(
         prog="python -m clamp.evaluation.oks",

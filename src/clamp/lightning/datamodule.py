@@ -22,12 +22,12 @@ from torch.utils.data import DataLoader
 from clamp.codec import HeatmapCodec
 from clamp.data.coco import CocoKeypoints, load_coco_keypoints
 from clamp.data.dataset import EpochSampler, TopDownDataset, check_images, collate_samples
-from clamp.data.keypoints import get_keypoint_spec
 from clamp.data.splits import SPLIT_MODES, SplitError, SplitManifest, apply_split, build_split
-from clamp.data.synthetic import SYNTHETIC_CONTRIBUTOR, ensure_synthetic_ap10k
 from clamp.data.transforms import TopDownTransform
 from clamp.errors import ClampError, MissingFileError, did_you_mean
 from clamp.files import MAX_IMAGE_PIXELS
+from clamp.keypoints import get_keypoint_spec
+from clamp.synthetic import SYNTHETIC_CONTRIBUTOR, ensure_synthetic
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class PoseDataModule(L.LightningDataModule):
     # ---- Lightning hooks ------------------------------------------------------------------
     def prepare_data(self) -> None:
         if self.hparams.generate is not None:
-            ensure_synthetic_ap10k(self.root, **dict(self.hparams.generate))
+            ensure_synthetic(self.root, **dict(self.hparams.generate))
 
     def setup(self, stage: str | None = None) -> None:
         stages = _LIGHTNING_STAGES.get(stage or "", STAGES)

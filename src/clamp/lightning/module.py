@@ -14,10 +14,10 @@ import torch
 
 from clamp.checkpoint import RECORD_KEY, build_model, checkpoint_record, make_record, model_state_dict
 from clamp.codec import decode_keypoints
-from clamp.data.keypoints import KeypointSpec, get_keypoint_spec
 from clamp.errors import ClampError
 from clamp.evaluation.decode import flip_test
 from clamp.evaluation.metric import KeypointAPMetric
+from clamp.keypoints import KeypointSpec, get_keypoint_spec
 from clamp.lightning.optim import parameter_groups
 from clamp.losses import clamp_total_loss
 from clamp.models import PoseModel, create_model

@@ -17,8 +17,8 @@ from typing import Any
 
 from open_clip.transformer import QuickGELU
 
-from clamp.data.keypoints import KeypointSpec, get_keypoint_spec
 from clamp.errors import ClampError, did_you_mean
+from clamp.keypoints import KeypointSpec, get_keypoint_spec
 from clamp.models.clip_backbone import load_open_clip
 from clamp.models.image_encoders import ImageNetResNet50, build_clip_image_encoder
 from clamp.models.pose_models import CLAMP, PoseModel, SimpleBaseline

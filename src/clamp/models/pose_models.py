@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clamp.data.keypoints import KeypointSpec
+from clamp.keypoints import KeypointSpec
 from clamp.models.context_decoder import ContextDecoder
 from clamp.models.heads import HeatmapHead, SpatialHead, num_upsampling_layers
 from clamp.models.text import (

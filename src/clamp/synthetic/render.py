@@ -1,15 +1,4 @@
-"""Synthetic AP-10K: cartoon quadrupeds with exact keypoints, written in AP-10K's file layout.
-
-The real AP-10K annotation zip cannot be fetched automatically, so the demo and the end-to-end
-tests train on this stand-in. It writes what the real dataset ships::
-
-    DIR/annotations/ap10k-{train,val,test}-split1.json   # COCO keypoints, all 54 AP-10K categories
-    DIR/data/<12-digit image id>.jpg
-    DIR/synthetic.json                                    # generation parameters (cache check)
-
-so the AP-10K code path reads it unchanged. Usage::
-
-    python -m clamp.data.synthetic --out data/synthetic_ap10k --seed 0 --num-train 1000 --num-val 200
+"""Cartoon quadrupeds with exact keypoints (AP-10K's 17), the images of every synthetic dataset.
 
 Each image shows one to three animals of one species, drawn as a side view in the animal's own
 frame and then mirrored (facing), rotated in-plane, scaled and placed on a cluttered background.
@@ -30,31 +19,17 @@ Conventions, chosen to match real AP-10K annotations (``shared/data/ap10k_mini``
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import logging
 import math
-import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from clamp.data.keypoints import AP10K, AP10K_CATEGORIES, Species
-
-logger = logging.getLogger(__name__)
-
-# The ``info.contributor`` of every file written here: how a checkpoint knows it saw synthetic data.
-SYNTHETIC_CONTRIBUTOR = "clamp.data.synthetic"
+from clamp.keypoints import AP10K, AP10K_CATEGORIES, Species
 
 GENERATOR_VERSION = 1
 """Bump whenever the drawn images or annotations change, so cached datasets get regenerated."""
-
-SPLITS = ("train", "val", "test")
-MANIFEST_NAME = "synthetic.json"
 
 RGB = tuple[int, int, int]
 _SHIFT = 4  # cv2 sub-pixel bits: coordinates are passed as int(round(x * 16))
@@ -599,176 +574,3 @@ def _sample_species(rng: np.random.Generator) -> Species:
     family = sorted(_FAMILIES)[int(rng.integers(len(_FAMILIES)))]
     members = _FAMILIES[family]
     return members[int(rng.integers(len(members)))]
-
-
-# ----------------------------------------------------------------------------------------------
-# Dataset files.
-
-
-def annotation_path(out_dir: str | Path, split: str) -> Path:
-    """``<out_dir>/annotations/ap10k-<split>-split1.json``, the file AP-10K ships for that split."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return Path(out_dir) / "annotations" / f"ap10k-{split}-split1.json"
-
-
-def _params(seed: int, num_train: int, num_val: int, num_test: int | None, image_size: int) -> dict:
-    num_test = num_val if num_test is None else num_test
-    for name, value, low in (("seed", seed, 0), ("num_train", num_train, 1), ("num_val", num_val, 1),
-                             ("num_test", num_test, 0), ("image_size", image_size, 64)):
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"synthetic AP-10K: {name} must be an integer >= {low}, got {value!r}")
-    return {"generator": __name__, "version": GENERATOR_VERSION, "seed": int(seed),
-            "image_size": int(image_size), "num_train": int(num_train), "num_val": int(num_val),
-            "num_test": int(num_test)}
-
-
-def _categories() -> list[dict]:
-    skeleton = [[a + 1, b + 1] for a, b in AP10K.skeleton]  # the JSON stores it 1-based
-    return [{"id": s.id, "name": s.name, "supercategory": s.family, "keypoints": list(AP10K.keypoint_names),
-             "skeleton": skeleton} for s in AP10K_CATEGORIES]
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(obj, separators=(",", ":")) + "\n")
-
-
-def generate_synthetic_ap10k(out_dir: str | Path, *, seed: int = 0, num_train: int = 1000, num_val: int = 200,
-                             num_test: int | None = None, image_size: int = 256) -> Path:
-    """Write a synthetic dataset in AP-10K's layout to ``out_dir`` and return ``out_dir``.
-
-    ``num_test`` defaults to ``num_val``. Image and annotation ids run on across train, val and test;
-    each image is drawn from its own generator seeded by (seed, split, index), so a split's content
-    does not depend on the other splits. A previous synthetic dataset in ``out_dir`` is replaced;
-    a folder holding other AP-10K-like data is refused.
-    """
-    params = _params(seed, num_train, num_val, num_test, image_size)
-    out = Path(out_dir)
-    manifest = out / MANIFEST_NAME
-    if manifest.exists():
-        manifest.unlink()
-        for sub in ("annotations", "data"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-    elif (out / "annotations").exists() or (out / "data").exists():
-        raise FileExistsError(f"{out} already holds annotations/ or data/ but no {MANIFEST_NAME}, so it "
-                              "is not a synthetic dataset written by clamp.data.synthetic; refusing to "
-                              "overwrite it. Choose another output folder or delete this one.")
-    (out / "annotations").mkdir(parents=True, exist_ok=True)
-    (out / "data").mkdir(exist_ok=True)
-    # Written first and marked incomplete, so an interrupted run is recognised as ours and redone.
-    _write_json(manifest, {**params, "complete": False})
-
-    image_id = annotation_id = 1
-    digests = {}
-    for split_index, split in enumerate(SPLITS):
-        images, annotations = [], []
-        for index in range(params[f"num_{split}"]):
-            rng = np.random.default_rng([params["seed"], split_index, index])
-            sample = render_synthetic_image(rng, image_size)
-            file_name = f"{image_id:012d}.jpg"
-            cv2.imwrite(str(out / "data" / file_name), sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            images.append({"license": 1, "id": image_id, "file_name": file_name, "width": image_size,
-                           "height": image_size, "background": sample.background})
-            for animal in sample.animals:
-                x, y, w, h = animal.bbox
-                annotations.append({"id": annotation_id, "image_id": image_id,
-                                    "category_id": animal.species.id, "bbox": [x, y, w, h], "area": w * h,
-                                    "iscrowd": 0,
-                                    "num_keypoints": int((animal.keypoints[:, 2] > 0).sum()),
-                                    "keypoints": [int(v) for v in animal.keypoints.ravel()]})
-                annotation_id += 1
-            image_id += 1
-        path = annotation_path(out, split)
-        _write_json(path, {
-            "info": {"description": "Synthetic AP-10K-style quadrupeds", "url": "",
-                     "version": str(GENERATOR_VERSION), "year": 2024, "contributor": SYNTHETIC_CONTRIBUTOR,
-                     "date_created": "generated"},
-            "licenses": [{"id": 1, "name": "Synthetic images drawn by clamp.data.synthetic", "url": ""}],
-            "images": images, "annotations": annotations, "categories": _categories()})
-        digests[split] = _sha256(path)
-        logger.info("synthetic AP-10K %s: %d images, %d instances -> %s",
-                    split, len(images), len(annotations), path)
-    _write_json(manifest, {**params, "complete": True, "annotations_sha256": digests})
-    return out
-
-
-def ensure_synthetic_ap10k(out_dir: str | Path, *, seed: int = 0, num_train: int = 1000, num_val: int = 200,
-                           num_test: int | None = None, image_size: int = 256) -> Path:
-    """Reuse the dataset in ``out_dir`` if it was generated with these arguments, else generate it.
-
-    Reuse needs a complete ``synthetic.json`` with the same parameters and generator version,
-    annotation files whose sha256 matches it, and every listed image present.
-    """
-    params = _params(seed, num_train, num_val, num_test, image_size)
-    out = Path(out_dir)
-    reason = _mismatch(out, params)
-    if reason is None:
-        logger.info("reusing synthetic AP-10K in %s", out)
-        return out
-    logger.info("generating synthetic AP-10K in %s (%s)", out, reason)
-    return generate_synthetic_ap10k(out, seed=seed, num_train=num_train, num_val=num_val,
-                                    num_test=params["num_test"], image_size=image_size)
-
-
-def _mismatch(out: Path, params: dict) -> str | None:
-    """Why the dataset in ``out`` cannot be reused, or None if it can."""
-    manifest = out / MANIFEST_NAME
-    if not manifest.is_file():
-        return f"no {MANIFEST_NAME}"
-    try:
-        recorded = json.loads(manifest.read_text())
-    except json.JSONDecodeError:
-        return f"unreadable {MANIFEST_NAME}"
-    if not recorded.get("complete"):
-        return "previous generation did not finish"
-    changed = [k for k, v in params.items() if recorded.get(k) != v]
-    if changed:
-        return "different " + ", ".join(changed)
-    for split in SPLITS:
-        path = annotation_path(out, split)
-        if not path.is_file() or _sha256(path) != recorded.get("annotations_sha256", {}).get(split):
-            return f"{path.name} missing or modified"
-        missing = [im["file_name"] for im in json.loads(path.read_text())["images"]
-                   if not (out / "data" / im["file_name"]).is_file()]
-        if missing:
-            return f"{len(missing)} images missing, e.g. data/{missing[0]}"
-    return None
-
-
-def summarize_split(path: str | Path) -> str:
-    """One line: images, instances, species, families and the fraction of labelled keypoints."""
-    coco = json.loads(Path(path).read_text())
-    anns = coco["annotations"]
-    family = {c["id"]: c["supercategory"] for c in coco["categories"]}
-    cats = {a["category_id"] for a in anns}
-    labelled = sum(a["num_keypoints"] for a in anns) / max(1, len(anns) * AP10K.num_keypoints)
-    return (f"{Path(path).name}: {len(coco['images'])} images, {len(anns)} instances, {len(cats)} species, "
-            f"{len({family[c] for c in cats})} families, {labelled:.1%} keypoints labelled")
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line entry: generate (or reuse) a synthetic AP-10K dataset and summarise it."""
-    parser = argparse.ArgumentParser(prog="python -m clamp.data.synthetic",
-                                     description="Generate a synthetic dataset in AP-10K's file layout.")
-    parser.add_argument("--out", required=True, type=Path, help="dataset root (gets annotations/ and data/)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-train", type=int, default=1000)
-    parser.add_argument("--num-val", type=int, default=200)
-    parser.add_argument("--num-test", type=int, default=None, help="default: same as --num-val")
-    parser.add_argument("--image-size", type=int, default=256, help="square image side in pixels")
-    parser.add_argument("--force", action="store_true", help="regenerate even if a matching dataset exists")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    make = generate_synthetic_ap10k if args.force else ensure_synthetic_ap10k
-    out = make(args.out, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
-               num_test=args.num_test, image_size=args.image_size)
-    for split in SPLITS:
-        print(summarize_split(annotation_path(out, split)))
-
-
-if __name__ == "__main__":
-    main()
