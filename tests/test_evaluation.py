@@ -1,4 +1,4 @@
-"""Heatmap decoding, flip test, crop-to-image mapping, rescoring and OKS-NMS (clamp.evaluation.decode)."""
+"""Heatmap decoding, flip test, crop-to-image mapping, rescoring and OKS-NMS (clamp.evaluation.decode, .postprocess)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from clamp.evaluation.decode import (
-    decode_heatmaps,
-    flip_back_heatmaps,
-    flip_test,
-    heatmap_to_image_coords,
-    keypoint_results,
-    nms_by_image,
-    oks_nms,
-    rescore,
-    to_coco_results,
-)
+from clamp.evaluation.decode import decode_heatmaps, flip_back_heatmaps, flip_test, heatmap_to_image_coords
+from clamp.evaluation.postprocess import keypoint_results, nms_by_image, oks_nms, rescore, to_coco_results
 from clamp.keypoints import AP10K
 
 

@@ -39,7 +39,8 @@ from clamp.checkpoint import (
 from clamp.codec import decode_keypoints
 from clamp.data.transforms import BOX_PADDING, IMAGENET_MEAN, IMAGENET_STD, TopDownTransform, box_to_center_scale
 from clamp.errors import ClampError
-from clamp.evaluation.decode import KEYPOINT_SCORE_THRESHOLD, flip_test, rescore
+from clamp.evaluation.decode import flip_test
+from clamp.evaluation.postprocess import KEYPOINT_SCORE_THRESHOLD, rescore
 from clamp.files import MAX_IMAGE_PIXELS, read_image_rgb, read_json
 from clamp.keypoints import KeypointSpec
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from clamp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from clamp.evaluation.decode import KEYPOINT_SCORE_THRESHOLD
+from clamp.evaluation.postprocess import KEYPOINT_SCORE_THRESHOLD
 from clamp.keypoints import KeypointSpec
 
 Side = Literal["left", "right", "centre"]

@@ -1,4 +1,4 @@
-"""Evaluation: heatmap decoding, flip test, OKS-NMS, COCO OKS AP (pycocotools) and a torchmetrics Metric.
+"""Evaluation: heatmap decoding, flip test, rescoring and OKS-NMS, COCO OKS AP (pycocotools) and a torchmetrics Metric.
 
 Names are imported lazily (PEP 562) so that ``python -m clamp.evaluation.oks`` neither imports
 torch/torchmetrics nor triggers runpy's "found in sys.modules" warning for the module it runs.
@@ -14,12 +14,12 @@ _EXPORTS = {
     "flip_back_heatmaps": "decode",
     "flip_test": "decode",
     "heatmap_to_image_coords": "decode",
-    "rescore": "decode",
-    "keypoint_results": "decode",
-    "oks_iou": "decode",
-    "oks_nms": "decode",
-    "nms_by_image": "decode",
-    "to_coco_results": "decode",
+    "rescore": "postprocess",
+    "keypoint_results": "postprocess",
+    "oks_iou": "postprocess",
+    "oks_nms": "postprocess",
+    "nms_by_image": "postprocess",
+    "to_coco_results": "postprocess",
     "evaluate_keypoints": "oks",
     "STAT_NAMES": "oks",
     "KeypointAPMetric": "metric",

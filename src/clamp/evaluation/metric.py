@@ -24,14 +24,14 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from clamp.codec import decode_keypoints
-from clamp.evaluation.decode import (
+from clamp.evaluation.oks import STAT_NAMES, evaluate_keypoints
+from clamp.evaluation.postprocess import (
     KEYPOINT_SCORE_THRESHOLD,
     OKS_NMS_THRESHOLD,
     keypoint_results,
     nms_by_image,
     to_coco_results,
 )
-from clamp.evaluation.oks import STAT_NAMES, evaluate_keypoints
 from clamp.keypoints import KeypointSpec, get_keypoint_spec
 
 logger = logging.getLogger(__name__)
