@@ -109,14 +109,13 @@ def test_zeroshot_pairs_name_the_papers_families():
         assert (cfg.split.train_family, cfg.split.test_family) == (train_family, test_family)
 
 
-def test_bare_command_is_the_offline_demo_configuration():
-    bare, demo = compose_train([]), compose_train(["+experiment=demo"])
-    assert bare.data.generate is not None
-    assert bare.backbone.pretrained is None
-    assert bare.trainer.accelerator == "cpu"
-    for cfg in (bare, demo):
-        cfg.task_name = cfg.paths.output_dir = None
-    assert bare == demo
+def test_bare_command_is_the_paper_recipe_and_the_demo_an_offline_experiment():
+    bare, supervised, demo = (compose_train(o) for o in ([], ["+experiment=supervised"], ["+experiment=demo"]))
+    assert bare.model.name == "clamp_vitb16" and bare.trainer.max_epochs == 210
+    for section in ("data", "split", "loss", "optimizer", "scheduler"):
+        assert bare[section] == supervised[section], section  # the experiment adds only GPUs
+    assert demo.data.generate is not None and demo.backbone.pretrained is None
+    assert demo.trainer.accelerator == "cpu"
 
 
 def test_paper_experiments_use_the_paper_recipe_not_the_demo_shortcuts():
@@ -131,16 +130,11 @@ def test_paper_experiments_use_the_paper_recipe_not_the_demo_shortcuts():
 def test_experiment_runs_a_training_and_a_validation_step(name, synthetic_root, tmp_path):
     from clamp.train import train
 
-    cfg = compose_train([
-        f"+experiment={name}", "data=synthetic", "backbone=tiny_rn", "trainer=cpu", "logger=none",
-        f"data.root={synthetic_root}", "data.generate=null", "data.num_workers=0", "data.batch_size=4",
-        f"paths.output_dir={tmp_path}", "trainer.max_epochs=1", "+trainer.limit_train_batches=1",
-        "+trainer.limit_val_batches=1",
-        "trainer.check_val_every_n_epoch=1", "+trainer.num_sanity_val_steps=0",
-        "callbacks.rich_progress_bar=false", "test_after_fit=false", "+trainer.enable_model_summary=false",
-        "++model.overrides.input_size=64", "++model.overrides.heatmap_size=16",
-    ] + (["split.fraction=0.5"] if name == "coco_lowdata" else []))
-    train(cfg)
+    overrides = [f"+experiment={name}", "+debug=smoke", f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}",
+                 "logger=none", "test_after_fit=false"]
+    if name not in ("animalpose", "coco_lowdata"):  # the AP-10K settings share the session's data
+        overrides += [f"data.root={synthetic_root}", "data.generate=null"]
+    train(compose_train(overrides + (["split.fraction=0.5"] if name == "coco_lowdata" else [])))
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     # The best-AP checkpoint exists only if validation ran and logged val/AP.
     assert list((tmp_path / "checkpoints").glob("best-epoch000*.ckpt"))

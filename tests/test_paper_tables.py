@@ -64,14 +64,12 @@ def method_config(name: str) -> dict:
 
 
 def experiment_choice(name: str, group: str) -> str | None:
-    """The option an experiment file picks for a config group, its own override winning over its parents'."""
-    defaults = yaml.safe_load((CONF / "experiment" / f"{name}.yaml").read_text())["defaults"]
-    key = f"override /{group}"
-    own = [entry[key] for entry in defaults if isinstance(entry, dict) and key in entry]
-    if own:
-        return own[-1]
-    parents = (experiment_choice(entry, group) for entry in defaults if isinstance(entry, str))
-    return next((choice for choice in parents if choice is not None), None)
+    """The option the composed experiment picks for a config group (as Hydra resolves the defaults)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"+experiment={name}"], return_hydra_config=True)
+    return cfg.hydra.runtime.choices.get(group)
 
 
 def nested(config: dict, dotted: str, default):

@@ -40,7 +40,10 @@ def build_loggers(logger_cfg: Mapping[str, Any], run_cfg: DictConfig, output_dir
             raise ClampError(f"logger '{name}' is not supported{did_you_mean(name, _LOGGERS)}; choose from "
                              f"{sorted(_LOGGERS)}")
         if name == "wandb":
-            kwargs = {"id": _wandb_run_id(output_dir), "resume": "allow", **kwargs}
+            from clamp.tables.runs import row_key
+
+            row = "_".join(part for part in row_key(OmegaConf.to_container(run_cfg, resolve=True)) if part)
+            kwargs = {"id": _wandb_run_id(output_dir), "resume": "allow", "job_type": row, **kwargs}
         logger = _LOGGERS[name](**kwargs)
         try:
             logger.log_hyperparams(OmegaConf.to_container(run_cfg, resolve=True))

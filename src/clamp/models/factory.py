@@ -31,6 +31,7 @@ class UnknownModelError(ClampError, ValueError):
     """A model name that is not in the registry."""
 
 IMAGENET_RESNET50 = "imagenet-resnet50"
+IMAGENET_TINY_RESNET = "imagenet-tiny-resnet"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ _REGISTRY: dict[str, ModelConfig] = {
     "clamp_tiny_vit": ModelConfig("clamp", "tiny-vit", 64, 16, deconv_channels=32, decoder_width=64),
     "simplebaseline_tiny_rn": ModelConfig("simplebaseline", "tiny-rn", 64, 16, deconv_channels=32),
     "simplebaseline_tiny_vit": ModelConfig("simplebaseline", "tiny-vit", 64, 16, deconv_channels=32),
+    "simplebaseline_tiny_rn_imagenet": ModelConfig("simplebaseline", IMAGENET_TINY_RESNET, 64, 16, deconv_channels=32),
 }
 
 _COMMON_OVERRIDES = ("input_size", "heatmap_size", "num_deconv", "deconv_channels", "quick_gelu")
@@ -139,10 +141,10 @@ def create_model(
     opts.setdefault("deconv_channels", cfg.deconv_channels)
     config: dict[str, Any] = {"name": name, "keypoints": spec.to_dict(), **overrides}
 
-    if cfg.backbone == IMAGENET_RESNET50:
+    if cfg.backbone in (IMAGENET_RESNET50, IMAGENET_TINY_RESNET):
         if quick_gelu is not None:
             raise TypeError(f"create_model('{name}'): quick_gelu applies to CLIP backbones only")
-        image_encoder = ImageNetResNet50(weights=pretrained)
+        image_encoder = ImageNetResNet50(weights=pretrained, tiny=cfg.backbone == IMAGENET_TINY_RESNET)
         clip_model = None
     else:
         clip_kwargs = {} if quick_gelu is None else {"quick_gelu": bool(quick_gelu)}

@@ -206,18 +206,24 @@ class ImageNetResNet50(nn.Module):
 
     ``weights``: ``None`` (random), ``"imagenet"`` (torchvision ``IMAGENET1K_V1``, from the torch hub cache
     or downloaded when the host answers) or a local state-dict file (torchvision layout; ``fc.*`` ignored).
+    ``tiny=True`` builds the same kind of trunk with one basic block per stage (random weights only), the
+    stand-in of the ImageNet row in offline smoke runs.
     """
 
     _TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
-    def __init__(self, weights: str | os.PathLike | None = None) -> None:
+    def __init__(self, weights: str | os.PathLike | None = None, tiny: bool = False) -> None:
         """Build the trunk and load ``weights`` (see class doc)."""
         super().__init__()
         import torchvision
 
+        if tiny and weights is not None:
+            raise PretrainedWeightsError("the tiny ImageNet-style ResNet is a random-weight test model; "
+                                         "use weights=null")
         # Weights first: a missing file fails before the (slow) random init.
         state_dict = None if weights is None else _imagenet_resnet50_state_dict(weights)
-        resnet = torchvision.models.resnet50(weights=None)
+        resnet = (torchvision.models.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1]) if tiny
+                  else torchvision.models.resnet50(weights=None))
         if state_dict is not None:
             state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
             missing, unexpected = resnet.load_state_dict(state_dict, strict=False)
@@ -228,12 +234,12 @@ class ImageNetResNet50(nn.Module):
                     f"{len(unexpected)} unexpected keys {unexpected[:5]} (expected torchvision's layout)")
         for name in self._TRUNK:
             self.add_module(name, getattr(resnet, name))
-        self.feature_channels = 2048
+        self.feature_channels = resnet.fc.in_features
         self.embed_dim = None
         self.stride = 32
 
     def forward(self, images: Tensor, project: bool = False) -> ImageFeatures:
-        """Images (B, 3, H, W) -> layer4 features (B, 2048, H/32, W/32); there is no projector."""
+        """Images (B, 3, H, W) -> layer4 features (B, C, H/32, W/32); there is no projector."""
         _check_input(images, self.stride, type(self).__name__)
         x = images
         for name in self._TRUNK:
