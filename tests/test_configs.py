@@ -150,3 +150,15 @@ def test_every_config_folder_and_subpackage_ships_with_the_package():
                for p in (root / "conf").rglob("*.yaml") if p.parent != root / "conf"}
     folders |= {".".join(p.parent.relative_to(root / "src").parts) for p in (root / "src").rglob("__init__.py")}
     assert folders <= packages, f"add to [tool.setuptools] packages: {sorted(folders - packages)}"
+
+
+def test_shots_and_loss_are_groups_so_a_sweep_over_them_is_one_line():
+    for shots, k in (("k1", 1), ("k5", 5), ("k50", 50)):
+        for loss, use_feature in (("clamp", True), ("spatial_only", False)):
+            cfg = compose_train(["+experiment=fewshot20", f"shots={shots}", f"loss={loss}"])
+            assert (cfg.split.mode, cfg.split.k, cfg.loss.use_feature) == ("kshot", k, use_feature)
+    assert compose_train(["+experiment=fewshot20"]).split.k == 20
+    listed = compose_train(["shots=scarcenet20", "paths.data_dir=/datasets"]).split
+    assert (listed.mode, listed.ids) == ("idlist", "/datasets/ap10k_scarcenet_label_lists/annotation_list_20")
+    ablation = compose_train(["loss=pred_only", "loss.alpha_spatial=0.7"]).loss
+    assert (ablation.use_spatial, ablation.use_feature, ablation.alpha_spatial) == (False, False, 0.7)
