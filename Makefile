@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 
-.PHONY: install demo test test-slow lint lock clean
+.PHONY: install demo test test-slow test-slurm lint lock clean
 
 install: $(STAMP)
 
@@ -30,6 +30,13 @@ test: install
 
 test-slow: install
 	WANDB_MODE=disabled $(PY) -m pytest -m slow
+
+# A real single-node SLURM cluster on this machine (needs root; installs slurm-wlm, munge, slurmdbd and
+# MariaDB when missing), the SLURM tests against it through hydra/launcher=slurm, then the cluster stops.
+test-slurm: install
+	scripts/local_slurm.sh start
+	WANDB_MODE=disabled $(PY) -m pytest -m slow tests/test_slurm_cluster.py tests/test_slurm_training.py; \
+	status=$$?; scripts/local_slurm.sh stop; exit $$status
 
 # ruff: lint and format check (the same as the pre-commit hook and CI).
 lint: install

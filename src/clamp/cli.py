@@ -137,6 +137,10 @@ def check_command_line(config_name: str, argv: list[str]) -> None:
             raise ConfigError(f"unknown config key {key}{_suggest_key(config_name, first, key)}; to add a new "
                               f"key use +{key}=...") from None
         raise ConfigError(text.splitlines()[0]) from None
+    launcher = str(cfg.hydra.get("launcher", {}).get("_target_", "")) if "launcher" in cfg.hydra else ""
+    if "SlurmLauncher" in launcher and not isinstance(cfg.get("trainer", {}).get("devices"), int):
+        raise ConfigError(f"hydra/launcher=slurm: set trainer.devices to the number of GPUs per node (got "
+                          f"{cfg.trainer.devices!r}); the job's GPUs and tasks per node follow it")
     sweep = cfg.hydra.get("sweeper", {}).get("params") if "sweeper" in cfg.hydra else None
     if sweep and not multirun:
         raise ConfigError(f"this experiment is a table sweep of {len(sweep)} axes ({', '.join(sweep)}); run it as "

@@ -21,31 +21,15 @@ log = logging.getLogger("clamp.train")
 
 
 def build_datamodule(cfg: DictConfig, model: Any, output_dir: Path):
-    """The data module for ``cfg.data`` / ``cfg.split``, shaped by the model's input geometry."""
-    from clamp.codec import HeatmapCodec
-    from clamp.lightning.datamodule import PoseDataModule
+    """The data module of ``cfg.data`` (its ``_target_``) for ``cfg.split``, shaped by the model's geometry."""
+    from hydra.utils import instantiate
 
-    data = OmegaConf.to_container(cfg.data, resolve=True)
+    from clamp.codec import HeatmapCodec
+
     codec = HeatmapCodec.for_model(model)
-    return PoseDataModule(
-        keypoints=data["keypoints"],
-        root=data["root"],
-        splits=data["splits"],
-        split=OmegaConf.to_container(cfg.split, resolve=True),
-        input_size=codec.input_size,
-        heatmap_size=codec.heatmap_size,
-        coarse_size=codec.coarse_size,
-        batch_size=data["batch_size"],
-        num_workers=data["num_workers"],
-        sigma=data["sigma"],
-        coarse_target=data.get("coarse_target", "official"),
-        augmentation=data["augmentation"],
-        seed=cfg.seed,
-        manifest_path=str(output_dir / "split_manifest.json"),
-        generate=data.get("generate"),
-        max_image_pixels=data.get("max_image_pixels", 89_478_485),
-        max_bad_fraction=data.get("max_bad_fraction", 0.01),
-    )
+    return instantiate(cfg.data, split=OmegaConf.to_container(cfg.split, resolve=True), input_size=codec.input_size,
+                       heatmap_size=codec.heatmap_size, coarse_size=codec.coarse_size, seed=cfg.seed,
+                       manifest_path=str(output_dir / "split_manifest.json"), _convert_="all")
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path):

@@ -21,6 +21,7 @@ when they match and regenerated otherwise.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -213,13 +214,17 @@ def ensure_synthetic(out_dir: str | Path, *, dataset: str = "ap10k", seed: int =
     """
     params = _params(dataset, seed, num_train, num_val, num_test, image_size)
     out = Path(out_dir)
-    reason = _mismatch(out, params)
-    if reason is None:
-        logger.debug("reusing synthetic %s in %s", dataset, out)
-        return out
-    logger.info("generating synthetic %s in %s (%s)", dataset, out, reason)
-    return generate_synthetic(out, dataset=dataset, seed=seed, num_train=num_train, num_val=num_val,
-                              num_test=params["num_test"], image_size=image_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Jobs of one multirun (a SLURM job array) start together: one generates, the others wait and reuse.
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        reason = _mismatch(out, params)
+        if reason is None:
+            logger.debug("reusing synthetic %s in %s", dataset, out)
+            return out
+        logger.info("generating synthetic %s in %s (%s)", dataset, out, reason)
+        return generate_synthetic(out, dataset=dataset, seed=seed, num_train=num_train, num_val=num_val,
+                                  num_test=params["num_test"], image_size=image_size)
 
 
 def _mismatch(out: Path, params: dict) -> str | None:
