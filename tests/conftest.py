@@ -47,5 +47,5 @@ def trained_run(synthetic_root, tmp_path_factory) -> Path:
     from tests.helpers import compose_train, fast_overrides
 
     run = tmp_path_factory.mktemp("trained-run")
-    train(compose_train(fast_overrides(synthetic_root, run, "trainer.max_epochs=1", "+trainer.limit_train_batches=6")))
+    train(compose_train(fast_overrides(synthetic_root, run, "trainer.max_epochs=1", "trainer.limit_train_batches=6")))
     return run

@@ -20,6 +20,12 @@ def compose_train(overrides: list[str]):
         return compose(config_name="train", overrides=overrides, return_hydra_config=False)
 
 
+def compose_eval(overrides: list[str]):
+    """The composed config of ``python -m clamp.eval`` (set ``paths.output_dir``: there is no Hydra run)."""
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        return compose(config_name="eval", overrides=overrides, return_hydra_config=False)
+
+
 def fast_overrides(synthetic_root: Path, output_dir: Path, *extra: str) -> list[str]:
     """``+debug=tiny`` (a tiny CLAMP at 64 px, validated every epoch, CSV-logged) on the session's data."""
     return ["+debug=tiny", f"data.root={synthetic_root}", "data.generate=null", "trainer.max_epochs=1",

@@ -15,7 +15,7 @@ def baseline_checkpoint(synthetic_root, tmp_path_factory):
     from tests.helpers import compose_train, fast_overrides
 
     run = tmp_path_factory.mktemp("baseline")
-    train(compose_train(fast_overrides(synthetic_root, run, "model=simplebaseline", "+trainer.limit_train_batches=2")))
+    train(compose_train(fast_overrides(synthetic_root, run, "model=simplebaseline", "trainer.limit_train_batches=2")))
     return run / "checkpoints" / "last.ckpt"
 
 

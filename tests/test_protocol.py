@@ -222,7 +222,7 @@ def test_a_gelu_backbone_round_trips_through_its_checkpoint_with_identical_heatm
     torch.save(clip_backbone.load_open_clip("tiny-rn", None, image_size=64, quick_gelu=False).state_dict(), weights)
     monkeypatch.setattr(clip_backbone, "resolve_pretrained", lambda arch, pretrained, tags=True: (weights, False))
     train(compose_train(fast_overrides(synthetic_root, tmp_path / "run", "backbone.pretrained=laion_style_tag",
-                                       "trainer.max_epochs=1", "+trainer.limit_train_batches=2")))
+                                       "trainer.max_epochs=1", "trainer.limit_train_batches=2")))
     rebuilt = clamp.load_model(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert not isinstance(rebuilt.text_encoder.transformer.resblocks[0].mlp.gelu, QuickGELU)
     state = {k[len("model."):]: v for k, v in torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt",

@@ -41,15 +41,13 @@ def poisoned_checkpoint(good: Path, tmp_path: Path) -> tuple[Path, Path]:
     return path, marker
 
 
-@pytest.mark.parametrize("entry", ["eval", "predict", "export", "resume"])
+@pytest.mark.parametrize("entry", ["eval", "predict"])
 def test_a_checkpoint_with_a_code_payload_is_refused_and_the_payload_never_runs(trained_run, synthetic_root, tmp_path,
                                                                               entry):
     path, marker = poisoned_checkpoint(trained_run / "checkpoints" / "last.ckpt", tmp_path)
     args = {
         "eval": ["-m", "clamp.eval", f"ckpt={path}"],
         "predict": ["-m", "clamp.predict", f"ckpt={path}", f"input={synthetic_root / 'data' / '000000000001.jpg'}"],
-        "export": ["-m", "clamp.export", f"ckpt={path}", f"out={tmp_path / 'export'}"],
-        "resume": ["-m", "clamp.train", *fast_overrides(synthetic_root, tmp_path / "run"), f"ckpt_path={path}"],
     }[entry]
     result = run_cli(*args, f"hydra.run.dir={tmp_path / 'out'}")
     assert result.returncode == 2, result.stderr
@@ -58,14 +56,22 @@ def test_a_checkpoint_with_a_code_payload_is_refused_and_the_payload_never_runs(
     assert not marker.exists()
 
 
-def test_the_library_loader_refuses_the_payload_too(trained_run, tmp_path):
+def test_the_library_loader_and_export_refuse_the_payload_too(trained_run, tmp_path):
     import clamp
+    from clamp.export import export
+    from tests.helpers import CONFIG_PATH
 
     path, marker = poisoned_checkpoint(trained_run / "checkpoints" / "last.ckpt", tmp_path)
     for load in (read_checkpoint, clamp.load_model, clamp.Predictor.from_checkpoint):
         with pytest.raises(UnsafeCheckpointError, match="posix.system"):
             load(path)
-    assert not marker.exists()
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose("export", [f"ckpt={path}", f"out={tmp_path / 'export'}", "paths.output_dir=x"])
+    with pytest.raises(UnsafeCheckpointError, match="posix.system"):
+        export(cfg)
+    assert not marker.exists() and not (tmp_path / "export").exists()
 
 
 def test_an_exported_model_folder_predicts_exactly_as_its_checkpoint(trained_run, tmp_path):

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 # What a CPU-only node offers: no GPUs, one CPU and 2 GB per job.
 CPU_NODE = ("hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.tasks_per_node=1",
             "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2")
-TRAINING = ("+trainer.limit_train_batches=6", "trainer.limit_val_batches=1", "trainer.max_epochs=8")
+TRAINING = ("trainer.limit_train_batches=6", "trainer.limit_val_batches=1", "trainer.max_epochs=8")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -17,7 +17,7 @@ import torch
 
 from clamp.checkpoint import CheckpointError, read_checkpoint
 from clamp.errors import ClampError
-from tests.helpers import OFFLINE_ENV, REPO_ROOT, compose_train, fast_overrides, run_cli
+from tests.helpers import OFFLINE_ENV, REPO_ROOT, compose_eval, compose_train, fast_overrides, run_cli
 
 
 def train_run(synthetic_root: Path, output_dir: Path, *extra: str) -> dict:
@@ -32,7 +32,7 @@ def final_weights(run: Path) -> dict[str, torch.Tensor]:
 
 # ---- checkpoints -------------------------------------------------------------------------------------
 def test_last_checkpoint_holds_the_latest_epoch_even_without_improvement(synthetic_root, tmp_path):
-    train_run(synthetic_root, tmp_path, "trainer.max_epochs=3", "+trainer.limit_train_batches=2")
+    train_run(synthetic_root, tmp_path, "trainer.max_epochs=3", "trainer.limit_train_batches=2")
     last = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert (last["epoch"], last["global_step"]) == (2, 6)
     best = list((tmp_path / "checkpoints").glob("best-epoch*.ckpt"))
@@ -46,7 +46,7 @@ def test_last_checkpoint_is_also_refreshed_every_n_steps(synthetic_root, tmp_pat
     original = LatestCheckpoint.save
     monkeypatch.setattr(LatestCheckpoint, "save", lambda self, trainer: (steps.append(trainer.global_step),
                                                                           original(self, trainer)))
-    train_run(synthetic_root, tmp_path, "trainer.max_epochs=1", "+trainer.limit_train_batches=5",
+    train_run(synthetic_root, tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=5",
               "callbacks.checkpoint_every_n_steps=2")
     assert steps == [2, 4, 5]
 
@@ -72,7 +72,7 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monke
 # ---- signals -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_saves_the_current_step_and_exits_non_zero(synthetic_root, tmp_path, signum):
-    overrides = fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=200", "+trainer.limit_train_batches=3")
+    overrides = fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=200", "trainer.limit_train_batches=3")
     process = subprocess.Popen([sys.executable, "-m", "clamp.train", *overrides], cwd=REPO_ROOT,
                                env={**__import__("os").environ, **OFFLINE_ENV}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -89,7 +89,7 @@ def test_a_signal_saves_the_current_step_and_exits_non_zero(synthetic_root, tmp_
 
 
 # ---- exact resume ------------------------------------------------------------------------------------
-RESUME = ("data.num_workers=2", "+trainer.limit_train_batches=4", "trainer.limit_val_batches=1")
+RESUME = ("data.num_workers=2", "trainer.limit_train_batches=4", "trainer.limit_val_batches=1")
 
 
 def test_stopping_after_an_epoch_and_resuming_equals_the_straight_run_bit_for_bit(synthetic_root, tmp_path):
@@ -155,11 +155,13 @@ def test_images_that_cannot_be_used_stop_the_run_before_the_first_step(synthetic
         data = json.loads(ann.read_text())
         data["images"][0]["width"] += 10
         ann.write_text(json.dumps(data))
-    result = run_cli("-m", "clamp.train", *fast_overrides(root, tmp_path / "run", "trainer.max_epochs=1"))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert image["file_name"] in result.stderr and "epoch 1/1" not in result.stdout
+    from clamp.data.dataset import DatasetImageError
+
     expected = {"missing": "not found", "not_an_image": "not an image", "wrong_size": "gives"}[damage]
-    assert expected in result.stderr
+    with pytest.raises(DatasetImageError) as info:
+        train_run(root, tmp_path / "run", "trainer.max_epochs=1")
+    assert image["file_name"] in str(info.value) and expected in str(info.value)
+    assert "1 of the " in str(info.value) and not (tmp_path / "run" / "checkpoints").exists()  # no step was run
 
 
 def truncate(path: Path) -> None:
@@ -208,18 +210,26 @@ def bad_checkpoints(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-def test_bad_checkpoints_for_eval_give_one_line_and_exit_2(trained_run, tmp_path):
+def test_bad_checkpoints_for_eval_give_one_clear_error(trained_run, tmp_path):
+    from clamp.eval import evaluate
+
     for kind, (path, words) in bad_checkpoints(tmp_path, trained_run / "checkpoints" / "last.ckpt").items():
-        result = run_cli("-m", "clamp.eval", f"ckpt={path}", f"hydra.run.dir={tmp_path / kind}")
-        assert result.returncode == 2, (kind, result.stderr)
-        assert "Traceback" not in result.stderr and words in result.stderr, (kind, result.stderr)
-        assert len(result.stderr.strip().splitlines()) == 1, (kind, result.stderr)
+        with pytest.raises(CheckpointError, match=words):
+            evaluate(compose_eval([f"ckpt={path}", f"paths.output_dir={tmp_path / kind}"]))
+    # ... printed by the entry point as one line with exit status 2:
+    result = run_cli("-m", "clamp.eval", f"ckpt={tmp_path / 'garbage.ckpt'}", f"hydra.run.dir={tmp_path / 'cli'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot read checkpoint {tmp_path / 'garbage.ckpt'}: it is truncated or not a "
+                           "torch checkpoint (")
 
 
 def test_an_eval_checkpoint_of_another_keypoint_set_fails_before_any_data_is_read(trained_run, tmp_path):
-    result = run_cli("-m", "clamp.eval", f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}",
-                     "data.keypoints=animalpose", "data.root=/nonexistent", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 2 and "'ap10k' keypoints" in result.stderr and "animalpose" in result.stderr
+    from clamp.eval import evaluate
+
+    with pytest.raises(CheckpointError, match="'ap10k' keypoints.*animalpose"):
+        evaluate(compose_eval([f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", "data.keypoints=animalpose",
+                               "data.root=/nonexistent", f"paths.output_dir={tmp_path}"]))
 
 
 def test_bad_or_foreign_checkpoints_for_resume_fail_before_any_data_is_read(synthetic_root, trained_run, tmp_path):
@@ -312,7 +322,7 @@ def test_non_finite_steps_can_be_skipped_and_counted(synthetic_root, tmp_path, c
 # ---- console -----------------------------------------------------------------------------------------
 def test_the_console_shows_progress_lines_and_results_without_library_noise(synthetic_root, tmp_path):
     overrides = [o for o in fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=2", "test_after_fit=true",
-                                           "+trainer.limit_train_batches=2", "+trainer.limit_test_batches=2")
+                                           "trainer.limit_train_batches=2", "trainer.limit_test_batches=2")
                  if not o.startswith("callbacks.rich_progress_bar")]
     result = run_cli("-m", "clamp.train", *overrides)
     assert result.returncode == 0, result.stderr
@@ -325,7 +335,7 @@ def test_the_console_shows_progress_lines_and_results_without_library_noise(synt
 @pytest.mark.slow
 def test_two_process_ddp_trains_and_evaluates_like_one_process(synthetic_root, tmp_path):
     overrides = [o for o in fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=1", "data.batch_size=8",
-                                           "+trainer.limit_train_batches=4", "test_after_fit=true")
+                                           "trainer.limit_train_batches=4", "test_after_fit=true")
                  if not o.startswith("paths.output_dir")]
     ddp = ("trainer.devices=2", "+trainer.strategy=ddp")
     trained = run_cli("-m", "clamp.train", *overrides, *ddp, f"hydra.run.dir={tmp_path / 'run'}", timeout=600)
