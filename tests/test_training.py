@@ -118,9 +118,9 @@ def test_eval_entry_point_reproduces_the_test_metrics_of_a_checkpoint(synthetic_
 
 def test_wandb_logger_records_metrics_config_species_table_and_prediction_images(synthetic_root, tmp_path,
                                                                                  monkeypatch):
-    from clamp.train import train
-
     from wandb.sdk.wandb_run import Run
+
+    from clamp.train import train
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
