@@ -38,10 +38,11 @@ test-slurm: install
 	WANDB_MODE=disabled $(PY) -m pytest -m slow tests/test_slurm_cluster.py tests/test_slurm_training.py; \
 	status=$$?; scripts/local_slurm.sh stop; exit $$status
 
-# ruff: lint and format check (the same as the pre-commit hook and CI).
+# ruff (lint and format check, as the pre-commit hook) and mypy on the typed core (pyproject.toml); CI runs it.
 lint: install
 	$(VENV)/bin/ruff check src tests scripts notebooks
 	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/mypy
 
 # Re-pin the tested set after a dependency change (run on a CPU machine like CI's).
 lock: install

@@ -47,20 +47,15 @@ def raw_data() -> dict:
 
 
 def method_config(name: str) -> dict:
-    """A conf/method file merged over the method files it extends, and its group choices under 'choices'."""
-    raw = yaml.safe_load((CONF / "method" / f"{name}.yaml").read_text())
-    merged: dict = {"choices": {}}
-    for entry in raw.get("defaults", []):
-        if isinstance(entry, str):  # another method file
-            parent = method_config(entry)
-            merged = {**parent, **merged, "choices": {**parent["choices"], **merged["choices"]}}
-        else:
-            ((key, value),) = entry.items()
-            merged["choices"][key.removeprefix("override /")] = value
-    for key, value in raw.items():
-        if key != "defaults":
-            merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
-    return merged
+    """The config a conf/method row composes to (as Hydra resolves it), its group choices under 'choices'."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"+method={name}"], return_hydra_config=True)
+    choices = dict(cfg.hydra.runtime.choices)
+    return {"choices": choices, "loss": OmegaConf.to_container(cfg.loss),
+            "model": {"overrides": OmegaConf.to_container(cfg.model.overrides)}}
 
 
 def experiment_choice(name: str, group: str) -> str | None:

@@ -50,7 +50,7 @@ def decode_keypoints(
                            if isinstance(coords, torch.Tensor) else np.asarray(stride))
     else:
         raise ValueError("decode_keypoints needs center and scale (image pixels) or input_size (crop pixels)")
-    if isinstance(coords, torch.Tensor):
+    if isinstance(coords, torch.Tensor) and isinstance(scores, torch.Tensor):
         return torch.cat([coords.to(scores.dtype), scores.unsqueeze(-1)], dim=-1)
     return np.concatenate([np.asarray(coords, dtype=np.float64), np.asarray(scores)[..., None]], axis=-1)
 

@@ -372,6 +372,7 @@ def build_split(
     for stage, data in evaluation.items():
         sources[stage] = _source(data)
         if mode == "family":
+            assert test_family is not None  # checked above: evaluation files need a test family
             test_family = resolve_family(data, test_family)
             parts[stage] = SplitPart.from_instances(data, family_instance_ids(data, test_family),
                                                     family_category_ids(data, test_family))

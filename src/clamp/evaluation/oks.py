@@ -153,8 +153,8 @@ def evaluate_keypoints(
     res_name = str(results) if isinstance(results, (str, Path)) else "list"
     gt_dict = _load_json(gt, "GT") if isinstance(gt, (str, Path)) else gt
     res_list = _load_json(results, "results") if isinstance(results, (str, Path)) else list(results)
-    sigmas = np.asarray(sigmas, dtype=np.float64)
-    num_keypoints = len(sigmas)
+    sigma_array = np.asarray(sigmas, dtype=np.float64)
+    num_keypoints = len(sigma_array)
     if not isinstance(gt_dict, Mapping):
         raise ValueError(f"GT {gt_name}: expected a COCO dict, got {type(gt_dict).__name__}")
     _check_gt(gt_dict, num_keypoints, gt_name)
@@ -169,7 +169,7 @@ def evaluate_keypoints(
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(copy.deepcopy(res_list))
         E = COCOeval(coco_gt, coco_dt, "keypoints")
-        E.params.kpt_oks_sigmas = sigmas
+        E.params.kpt_oks_sigmas = sigma_array
         E.evaluate()
         E.accumulate()
         E.summarize()

@@ -176,16 +176,16 @@ def generate_synthetic(out_dir: str | Path, *, dataset: str = "ap10k", seed: int
     image_id = annotation_id = 1
     digests = {}
     for split_index, split in enumerate(SPLITS):
-        folder = layout.images.format(split=split)
-        (out / folder).mkdir(parents=True, exist_ok=True)
+        folder_name = layout.images.format(split=split)
+        (out / folder_name).mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
         for index in range(params[f"num_{split}"]):
             sample = render_synthetic_image(np.random.default_rng([params["seed"], split_index, index]), image_size)
             file_name = f"{image_id:012d}.jpg"
-            cv2.imwrite(str(out / folder / file_name), sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            cv2.imwrite(str(out / folder_name / file_name), sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
             # AP-10K and COCO name images relative to their image folder; mmpose's Animal-Pose files
             # relative to the dataset root.
-            name = f"{folder}/{file_name}" if dataset == "animalpose" else file_name
+            name = f"{folder_name}/{file_name}" if dataset == "animalpose" else file_name
             images.append({"license": 1, "id": image_id, "file_name": name, "width": image_size,
                            "height": image_size, "background": sample.background})
             for animal in sample.animals:

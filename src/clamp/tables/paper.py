@@ -161,16 +161,23 @@ def _parse_row(raw: Any, label_columns: tuple[str, ...], columns: tuple[str, ...
     for switch in _ROW_SWITCHES:
         if not isinstance(entry.get(switch), bool | None):
             raise PaperTableError(f"{where}: {switch!r} must be true, false or absent")
-    texts = {name: _optional_str(entry.get(name), f"{where}: {name!r}")
-             for name in ("backbone", "train_family", "test_family", "prompt_source", "note")}
+    def text(name: str) -> str | None:
+        return _optional_str(entry.get(name), f"{where}: {name!r}")
+
     return PaperRow(
         printed=MappingProxyType(dict(printed)),
         values=MappingProxyType(dict(values)),
         method=_typed(entry["method"], str, f"{where}: 'method'"),
+        backbone=text("backbone"),
         pretrain=entry["pretrain"],
         row=_parse_config_row(entry["row"], f"{where}: 'row'"),
-        **{switch: entry.get(switch) for switch in _ROW_SWITCHES},
-        **texts,
+        train_family=text("train_family"),
+        test_family=text("test_family"),
+        spatial=entry.get("spatial"),
+        feature=entry.get("feature"),
+        prompt_encoder=entry.get("prompt_encoder"),
+        prompt_source=text("prompt_source"),
+        note=text("note"),
     )
 
 

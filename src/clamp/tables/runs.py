@@ -43,7 +43,10 @@ class Run:
 def _load_yaml(path: Path) -> Mapping[str, Any]:
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    config = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is not a mapping")
+    return {str(key): value for key, value in config.items()}
 
 
 def find_runs(folders: Iterable[str | Path]) -> list[Run]:
@@ -132,10 +135,10 @@ def _column_values(table: PaperTable, runs: Sequence[Run], column: str) -> list[
     if column in table.fractions:
         runs = [r for r in runs if math.isclose(float(_get(r.config, "split.fraction", -1)), table.fractions[column])]
         metric = "AP"
+    elif column in METRIC_OF_COLUMN:
+        metric = METRIC_OF_COLUMN[column]
     else:
-        metric = METRIC_OF_COLUMN.get(column)
-        if metric is None:
-            return []
+        return []
     return [v for v in (_percent(r, metric) for r in runs) if v is not None]
 
 
@@ -196,11 +199,12 @@ def layout_complexity(table: PaperTable, report: Sequence[Mapping[str, Any]],
         by_row[row_key(run.config)[0]].append(run)
     rows = []
     for row in table.rows:
-        model = measured.get(row.row.method) if row.row is not None else None
+        method = row.row.method if row.row is not None else ""
+        model = measured.get(method)
         ours = {"Params(M)": [model["params_excluding_text_encoder"] / 1e6] if model else [],
                 "GFLOPs": [model["gflops"]] if model else [],
-                "AP": [v for v in (_percent(r, "AP") for r in by_row.get(row.row.method, [])) if v is not None]}
-        rows.append([row.printed[c] for c in table.label_columns] + [row.row.method if model else "—"]
+                "AP": [v for v in (_percent(r, "AP") for r in by_row.get(method, [])) if v is not None]}
+        rows.append([row.printed[c] for c in table.label_columns] + [method if model else "—"]
                     + [_cell(ours[c], row.values[c]) for c in table.columns])
     return [*table.label_columns, "ran", *(f"{c} ours (paper, Δ)" for c in table.columns)], rows
 
