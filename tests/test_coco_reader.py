@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,19 @@ def test_ground_truth_keeps_crowd_and_keypointless_annotations_of_the_evaluated_
     jaguar_only = data.ground_truth([37516], category_ids=[26])
     assert sorted(a["id"] for a in jaguar_only["annotations"]) == [1, 2, 9284]
     assert [c["id"] for c in jaguar_only["categories"]] == [26]
+
+
+def test_the_data_configs_name_the_files_of_the_dataset_layouts():
+    from clamp.data.layouts import LAYOUTS
+    from tests.helpers import compose_train
+
+    protocol_split = {"ap10k": {"train": "train", "val": "val", "test": "val"},
+                      "animalpose": {"train": "train", "val": "val", "test": "val"},
+                      "coco": {"train": "train", "val": "val", "test": "val"}}
+    for name, layout in LAYOUTS.items():
+        data = compose_train([f"data={name}", "paths.output_dir=x"]).data
+        for stage, files in data.splits.items():
+            split = protocol_split[name][stage]
+            assert files.ann == layout.annotation.format(split=split), (name, stage)
+            image_folder = os.path.normpath(os.path.join(data.root, files.images))
+            assert image_folder == os.path.normpath(layout.image_folder(data.root, split)), (name, stage)

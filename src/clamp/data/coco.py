@@ -52,21 +52,12 @@ from typing import Any
 
 import numpy as np
 
+from clamp.data.layouts import LAYOUTS, layout_of_annotation
 from clamp.errors import ClampError, MissingFileError
 from clamp.files import MAX_JSON_BYTES
 from clamp.keypoints import KEYPOINT_SPECS, KeypointSpec, get_keypoint_spec
 
 log = logging.getLogger(__name__)
-
-# Where each dataset's files are expected; used in the "file not found" hint.
-_LAYOUT_HINTS = {
-    "ap10k": "AP-10K: unpack the official zip (link in github.com/AlexTheBad/AP-10K) so that "
-    "<root>/annotations/ap10k-{train,val,test}-split{1,2,3}.json and the images <root>/data/*.jpg exist",
-    "animalpose": "Animal-Pose: run mmpose's tools/dataset_converters/parse_animalpose_dataset.py so that "
-    "<root>/annotations/animalpose_{train,val}.json exists next to the image folders in <root>",
-    "coco": "COCO: put person_keypoints_{train,val}2017.json in <root>/annotations/ "
-    "(from cocodataset.org) and pass image_root=<root>/{train,val}2017",
-}
 
 _REQUIRED = {
     "images": ("id", "file_name", "width", "height"),
@@ -209,14 +200,18 @@ class CocoKeypoints:
 
 
 def default_image_root(path: Path, spec: KeypointSpec) -> Path:
-    """Image folder implied by the annotation path.
-
-    ``<root>/annotations/x.json`` -> ``<root>/data`` for AP-10K and ``<root>`` for the other datasets
-    (mmpose's Animal-Pose ``file_name`` values are relative to it); any other layout -> the JSON's folder.
-    """
-    if path.parent.name == "annotations":
-        return path.parent.parent / "data" if spec.name == "ap10k" else path.parent.parent
-    return path.parent
+    """Image folder implied by the annotation path: the dataset layout's (:mod:`clamp.data.layouts`) when
+    the file sits at its layout's place (``<root>/annotations/...``), else the JSON's folder."""
+    if path.parent.name != "annotations":
+        return path.parent
+    root = path.parent.parent
+    found = layout_of_annotation(path)
+    if found is not None:
+        return LAYOUTS[found[0]].image_folder(root, found[1])
+    layout = LAYOUTS.get(spec.name)
+    if layout is not None and not layout.names_relative_to_root and "{split}" not in layout.images:
+        return root / layout.images
+    return root
 
 
 def load_coco_keypoints(
@@ -231,7 +226,7 @@ def load_coco_keypoints(
     path = Path(path)
     spec = get_keypoint_spec(spec)
     if not path.is_file():
-        hint = _LAYOUT_HINTS.get(spec.name, "check the path passed as the annotation file")
+        hint = LAYOUTS[spec.name].how_to_get if spec.name in LAYOUTS else "check the path passed as the annotation file"
         raise MissingFileError(f"annotation file not found: {path}. {hint}")
     if path.stat().st_size > max_bytes:
         raise AnnotationError(f"annotation file {path} is {path.stat().st_size / 2**20:.0f} MiB, more than the "

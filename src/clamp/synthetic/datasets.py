@@ -33,6 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from clamp.data.layouts import LAYOUTS as FILE_LAYOUTS
+from clamp.data.layouts import DatasetLayout
 from clamp.keypoints import ANIMALPOSE, AP10K, AP10K_CATEGORIES, COCO, KeypointSpec
 from clamp.synthetic.render import GENERATOR_VERSION, SyntheticAnimal, render_synthetic_image
 
@@ -60,21 +62,27 @@ COCO_FROM_AP10K: tuple[tuple[int, ...], ...] = (
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a dataset keeps its files and how the drawn keypoints map to its keypoints."""
+    """A synthetic dataset: the real dataset's file layout and how the drawn keypoints map to its keypoints."""
 
     spec: KeypointSpec
-    annotation: str  # file name pattern, {split} filled in
-    images: str  # image folder pattern, {split} filled in
+    files: DatasetLayout
     mapping: tuple[tuple[int, ...], ...] | None  # None: the AP-10K keypoints as drawn
     description: str
 
+    @property
+    def annotation(self) -> str:
+        return self.files.annotation
+
+    @property
+    def images(self) -> str:
+        return self.files.images
+
 
 LAYOUTS: dict[str, Layout] = {
-    "ap10k": Layout(AP10K, "annotations/ap10k-{split}-split1.json", "data", None,
-                    "Synthetic AP-10K-style quadrupeds"),
-    "animalpose": Layout(ANIMALPOSE, "annotations/animalpose_{split}.json", "images", ANIMALPOSE_FROM_AP10K,
+    "ap10k": Layout(AP10K, FILE_LAYOUTS["ap10k"], None, "Synthetic AP-10K-style quadrupeds"),
+    "animalpose": Layout(ANIMALPOSE, FILE_LAYOUTS["animalpose"], ANIMALPOSE_FROM_AP10K,
                          "Synthetic quadrupeds in the Animal-Pose (mmpose) layout"),
-    "coco": Layout(COCO, "annotations/person_keypoints_{split}2017.json", "{split}2017", COCO_FROM_AP10K,
+    "coco": Layout(COCO, FILE_LAYOUTS["coco"], COCO_FROM_AP10K,
                    "Synthetic quadrupeds labelled in the COCO person-keypoint layout"),
 }
 
@@ -183,9 +191,7 @@ def generate_synthetic(out_dir: str | Path, *, dataset: str = "ap10k", seed: int
             sample = render_synthetic_image(np.random.default_rng([params["seed"], split_index, index]), image_size)
             file_name = f"{image_id:012d}.jpg"
             cv2.imwrite(str(out / folder_name / file_name), sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            # AP-10K and COCO name images relative to their image folder; mmpose's Animal-Pose files
-            # relative to the dataset root.
-            name = f"{folder_name}/{file_name}" if dataset == "animalpose" else file_name
+            name = f"{folder_name}/{file_name}" if layout.files.names_relative_to_root else file_name
             images.append({"license": 1, "id": image_id, "file_name": name, "width": image_size,
                            "height": image_size, "background": sample.background})
             for animal in sample.animals:
@@ -246,7 +252,7 @@ def _mismatch(out: Path, params: dict) -> str | None:
         path = annotation_path(out, split, params["dataset"])
         if not path.is_file() or _sha256(path) != recorded.get("annotations_sha256", {}).get(split):
             return f"{path.name} missing or modified"
-        root = out if params["dataset"] == "animalpose" else out / layout.images.format(split=split)
+        root = layout.files.image_folder(out, split)
         missing = [im["file_name"] for im in json.loads(path.read_text())["images"]
                    if not (root / im["file_name"]).is_file()]
         if missing:
