@@ -191,7 +191,7 @@ def test_a_run_writes_the_same_split_manifest_as_the_cli(synthetic_root, tmp_pat
     assert (tmp_path / "run_manifest.json").read_bytes() == (tmp_path / "cli.json").read_bytes()
 
 
-def test_a_multirun_gives_each_job_its_folder_and_collect_results_tabulates_them(synthetic_root, tmp_path):
+def test_a_multirun_gives_each_job_its_folder_and_clamp_tables_lays_them_out(synthetic_root, tmp_path):
     sweep = tmp_path / "sweep"
     overrides = [o for o in fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=1", "test_after_fit=true",
                                            "trainer.limit_train_batches=2", "trainer.limit_test_batches=2")
@@ -201,8 +201,8 @@ def test_a_multirun_gives_each_job_its_folder_and_collect_results_tabulates_them
     assert result.returncode == 0, result.stderr[-2000:]
     for job in ("0", "1"):
         assert (sweep / job / "metrics.json").is_file() and (sweep / job / "checkpoints" / "last.ckpt").is_file()
-    table = run_cli(str(REPO_ROOT / "scripts" / "collect_results.py"), str(sweep), cwd=tmp_path)
+    table = run_cli("-m", "clamp.tables", str(sweep), "--sweep", "seed", "--format", "csv", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].startswith("| row | AP |")
-    assert [line.split("|")[1].strip() for line in lines[2:]] == ["model=simplebaseline", "model=clamp"]
+    assert lines[0] == "method,seed=0"
+    assert sorted(line.split(",")[0] for line in lines[1:]) == ["clamp_tiny_rn", "simplebaseline_tiny_rn"]
