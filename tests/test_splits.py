@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -223,3 +224,11 @@ def test_module_cli_prints_family_counts_and_fails_cleanly(train_file, tmp_path)
     bad = subprocess.run([sys.executable, "-m", "clamp.data.splits", "--ann", str(tmp_path / "nope.json"),
                           "--mode", "full", "--out", str(out)], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope.json" in bad.stderr
+
+
+@pytest.mark.parametrize(("name", "expected"), [("Dog", "'Dog' is a species of the family Canidae"),
+                                                ("jagur", "did you mean the species 'jaguar' (family Felidae)")])
+def test_a_species_given_as_a_family_is_named_with_its_family(train_file, name, expected):
+    train = load_coco_keypoints(train_file, "ap10k")
+    with pytest.raises(SplitError, match=re.escape(expected)):
+        build_split(train, "family", train_family=name)

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from clamp.data.coco import CocoKeypoints, load_coco_keypoints
-from clamp.errors import ClampError, did_you_mean
+from clamp.errors import ClampError, close_matches, did_you_mean
 from clamp.files import read_json
 from clamp.keypoints import KEYPOINT_SPECS
 
@@ -222,6 +222,16 @@ def resolve_family(data: CocoKeypoints, family: str, role: str = "test") -> str:
     by_lower = {name.lower(): name for name in families}
     if family.lower() in by_lower:
         return by_lower[family.lower()]
+    species = {cat.name.lower(): cat for cat in data.categories.values()}
+    if family.lower() in species:
+        cat = species[family.lower()]
+        raise SplitError(f"{data.path.name}: '{family}' is a species of the family {cat.family}; family splits take "
+                         f"family names (e.g. {role} family {cat.family})")
+    species_hits = close_matches(family, [cat.name for cat in data.categories.values()])
+    if species_hits and not close_matches(family, families):
+        cat = species[species_hits[0].lower()]
+        raise SplitError(f"{data.path.name}: unknown {role} family '{family}'; did you mean the species "
+                         f"'{cat.name}' (family {cat.family})? Family splits take family names: {families}")
     raise SplitError(f"{data.path.name}: unknown {role} family '{family}'{did_you_mean(family, families)}; "
                      f"families in this file: {families}")
 
