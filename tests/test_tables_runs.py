@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from clamp.tables.__main__ import main
-from clamp.tables.paper import load_paper_tables
+from clamp.tables.paper import format_value, load_paper_tables
 from clamp.tables.runs import find_runs, layout, row_key, wandb_runs
 from tests.helpers import compose_train, run_cli
 from tests.test_configs import sweep_jobs
@@ -38,7 +38,7 @@ def test_every_row_of_a_table_sweep_lands_on_its_paper_row(tmp_path, number):
     for row, paper in zip(rows, table.rows):
         cells = row[len(table.label_columns) + 1:]
         for cell, column in zip(cells, table.columns):
-            assert f"({paper.values[column]:g}, " in cell, (row, column)
+            assert f"({format_value(paper.values[column])}, " in cell, (row, column)
     if number == 11:  # three seeds per cell
         assert all("(n=3)" in cell for row in rows for cell in row[4:])
 

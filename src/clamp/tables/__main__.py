@@ -97,7 +97,10 @@ def render_paper_table(table: PaperTable, fmt: str) -> str:
 
 def _emit(text: str, out: Path | None) -> int:
     if out is None:
-        print(text)
+        try:
+            print(text)
+        except BrokenPipeError:  # piped into head and the like: the reader has what it wanted
+            sys.stderr.close()
         return 0
     try:
         out.write_text(text + "\n", encoding="utf-8")

@@ -80,10 +80,11 @@ class PaperTable:
     def cells(self) -> list[list[str]]:
         """Every row as strings in header order; numbers as transcribed, empty cells empty."""
         return [[row.printed[name] for name in self.label_columns]
-                + [_format_value(row.values[name]) for name in self.columns] for row in self.rows]
+                + [format_value(row.values[name]) for name in self.columns] for row in self.rows]
 
 
-def _format_value(value: Value) -> str:
+def format_value(value: Value) -> str:
+    """A paper number as the paper prints it."""
     # The paper prints one decimal (or whole numbers for Table 7's parameters); str() of the
     # transcribed JSON number gives back exactly those digits.
     return "" if value is None else str(value)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clamp.tables.paper import PaperTable
+from clamp.tables.paper import PaperTable, format_value
 
 #: The metric names of metrics.json for the paper's AP column names.
 METRIC_OF_COLUMN = {"AP": "AP", "AP50": "AP50", "AP75": "AP75", "APM": "APM", "APL": "APL", "AR": "AR"}
@@ -115,7 +115,7 @@ def ran(config: Mapping[str, Any]) -> str:
 
 def _cell(values: Sequence[float], paper: float | None) -> str:
     """``ours (paper, diff)``: a mean ± std (n=..) for several runs, ``—`` without runs."""
-    paper_text = "" if paper is None else f"{paper:g}"
+    paper_text = "" if paper is None else format_value(paper)
     if not values:
         return f"— ({paper_text})" if paper_text else "—"
     mean = statistics.fmean(values)
