@@ -54,6 +54,9 @@ BACKENDS = ("auto", "torch", "onnx")
 PROGRESS_MODES = ("auto", "bar", "lines", "none")
 #: Files of the output folder itself, never used for a drawing or per-video results.
 RESERVED_OUTPUTS = ("predictions.json", "predict.log", ".hydra")
+#: What the outputs' names end with; in an input folder that is also the output folder, such files
+#: are an earlier run's outputs, not inputs.
+OUTPUT_SUFFIXES = (".pose.jpg", ".scores.jpg", ".pose.mp4", ".pose.json")
 _FRAME_KEY = "{key}@frame={frame}"
 
 
@@ -66,7 +69,8 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
     """The image and video files of ``input`` (the file itself, or a folder's, sorted), and the other
     files of a folder (neither image nor video by their suffix; hidden files are left out).
 
-    ``exclude`` is a folder whose files are never inputs (the output folder inside the input).
+    ``exclude`` is the output folder: inside the input folder its files are never inputs; when it is
+    the input folder itself, files named like outputs (:data:`OUTPUT_SUFFIXES`) are left out.
     """
     if path.is_file():
         return [path], []
@@ -79,7 +83,8 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
         relative = p.relative_to(path)
         if not p.is_file() or any(part.startswith(".") for part in relative.parts):
             continue
-        if excluded is not None and excluded in p.resolve().parents:
+        inside_output = excluded is not None and excluded in p.resolve().parents
+        if inside_output and (excluded != path.resolve() or p.name.lower().endswith(OUTPUT_SUFFIXES)):
             continue
         (media if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES else others).append(p)
     if not media:
