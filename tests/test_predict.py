@@ -266,11 +266,11 @@ def test_drawing_options_reach_the_drawings_and_score_maps_are_written(ckpt, tmp
         report = run_predict(ckpt, photos, out, "device=cpu", *overrides)
         return cv2.imread(str(out / report["images"][0]["drawing"])).astype(int), report, out
 
-    banner_only, _, _ = drawing("draw_threshold=1.0")
+    banner_only, report, _ = drawing("draw_threshold=1.0")
+    assert "score_maps" not in report["images"][0]
     points, _, _ = drawing("draw_threshold=0.0")
-    named, _, _ = drawing("draw_threshold=0.0", "draw_names=true")
+    named, report, out = drawing("draw_threshold=0.0", "draw_names=true", "score_maps=true")
     assert np.abs(points - banner_only).mean() > 1 and np.abs(named - points).mean() > 0.2
-    _, report, out = drawing("score_maps=true")
     grid = cv2.imread(str(out / report["images"][0]["score_maps"]))
     assert report["images"][0]["score_maps"] == "cat.png.scores.jpg" and grid.shape[0] > 200
 
