@@ -216,7 +216,7 @@ def test_bad_inputs_are_named_and_skipped_and_every_other_picture_gets_its_resul
     reasons = {entry["file_name"]: entry["reason"] for entry in report["skipped"]}
     assert sorted(reasons) == ["broken.jpg", "clip.mp4", "fake.png", "notes.txt"]
     assert "truncated" in reasons["broken.jpg"] and "not an image" in reasons["fake.png"]
-    assert "video" in reasons["clip.mp4"] and "neither" not in reasons["notes.txt"]
+    assert "as a video" in reasons["clip.mp4"] and "not an image or video file" in reasons["notes.txt"]
     assert report["model"]["demo"] is True and "note: this is a demo model" in result.stdout
     drawings = [out / image["drawing"] for image in report["images"]]
     assert len(set(drawings)) == 2 and all(p.is_file() for p in drawings)

@@ -103,15 +103,16 @@ def demo_reason(provenance: Mapping[str, Any]) -> str | None:
     return " and ".join(reasons) or None
 
 
-def demo_caption(provenance: Mapping[str, Any]) -> str | None:
-    """The banner drawn on a demo model's pictures, e.g. ``"DEMO MODEL: synthetic data, random CLIP weights"``."""
+def demo_caption(provenance: Mapping[str, Any], model_name: str | None = None) -> str | None:
+    """The banner drawn on a demo model's pictures, e.g. ``"DEMO MODEL: synthetic data, random CLIP weights
+    - not real keypoints"`` (``model_name`` tells a CLIP backbone from an ImageNet one)."""
     if demo_reason(provenance) is None:
         return None
     parts = []
     if provenance.get("synthetic_data"):
         parts.append("synthetic data")
     if "pretrained" in provenance and provenance["pretrained"] is None:
-        parts.append("random CLIP weights")
+        parts.append("random backbone weights" if "imagenet" in (model_name or "") else "random CLIP weights")
     return "DEMO MODEL: " + ", ".join(parts) + " - not real keypoints"
 
 
@@ -178,7 +179,7 @@ class Predictor:
     @property
     def demo_caption(self) -> str | None:
         """The banner :meth:`draw` puts on a demo model's drawings, or None (see :func:`demo_caption`)."""
-        return demo_caption(self.provenance)
+        return demo_caption(self.provenance, self.describe()["name"])
 
     @property
     def has_score_maps(self) -> bool:
