@@ -113,3 +113,19 @@ def test_missing_onnxscript_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     with pytest.raises(ImportError, match=r"ONNX export needs the 'onnxscript' package: pip install"):
         export_onnx(clamp.create_model("simplebaseline_tiny_rn"), tmp_path / "model.onnx")
+
+
+def test_provenance_round_trips_in_the_metadata_and_is_optional():
+    model = clamp.create_model("simplebaseline_tiny_rn", keypoints="ap10k")
+    provenance = {"pretrained": None, "synthetic_data": True, "dataset": "ap10k"}
+    info = OnnxModelInfo.from_metadata(OnnxModelInfo.from_model(model, provenance).to_metadata(), "model.onnx")
+    assert info.provenance == provenance
+    assert OnnxModelInfo.from_metadata(OnnxModelInfo.from_model(model).to_metadata(), "m.onnx").provenance is None
+
+
+def test_a_file_that_is_not_an_onnx_model_is_named(tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install 'clamp-pose[onnx]'")
+    path = tmp_path / "weights.onnx"
+    path.write_bytes(b"PK\x03\x04 a zip, not a protobuf" * 4)
+    with pytest.raises(ValueError, match=r"cannot load .*weights\.onnx as an ONNX model"):
+        OnnxPoseModel(path, providers=["CPUExecutionProvider"])

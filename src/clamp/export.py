@@ -4,6 +4,12 @@
 so loading it cannot run code) and ``DIR/clamp_model.json`` (the rebuild recipe, keypoint spec,
 preprocessing and provenance). ``clamp.Predictor.from_pretrained(DIR)`` loads it: this is the form a
 model-zoo entry should take.
+
+``format=onnx out=model.onnx`` writes the image branch as one ONNX file (CLAMP's text-side prompt
+embeddings computed once and stored in the graph; dynamic batch size; keypoint spec, preprocessing
+and provenance in its metadata; see :mod:`clamp.onnx_export`). ``python -m clamp.predict
+ckpt=model.onnx`` (``backend=onnx``) and ``clamp.Predictor.from_onnx`` run it with onnxruntime.
+Needs ``pip install 'clamp-pose[onnx]'``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from omegaconf import DictConfig
 from clamp.cli import hydra_entry_point
 from clamp.errors import ClampError, did_you_mean
 
-EXPORT_FORMATS = ("safetensors",)
+EXPORT_FORMATS = ("safetensors", "onnx")
 
 
 def export(cfg: DictConfig) -> Path:
@@ -28,8 +34,29 @@ def export(cfg: DictConfig) -> Path:
     checkpoint = read_checkpoint(cfg.ckpt)
     record = checkpoint_record(checkpoint, cfg.ckpt)
     model = load_model(checkpoint)
+    if cfg.format == "onnx":
+        return _export_onnx(cfg, model, record)
     out = write_export(Path(cfg.out), model, record)
     print(f"exported {cfg.ckpt} -> {out} (load with clamp.Predictor.from_pretrained({str(out)!r}))")
+    return out
+
+
+def _export_onnx(cfg: DictConfig, model, record) -> Path:
+    from clamp.onnx_export import export_onnx
+
+    out = Path(cfg.out)
+    if out.is_dir():
+        out = out / "model.onnx"
+    elif out.suffix.lower() != ".onnx":
+        raise ClampError(f"out={cfg.out}: an ONNX export is one file; name it *.onnx (e.g. out=model.onnx)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        export_onnx(model.cpu(), out, provenance=record["provenance"])
+    except ImportError as err:
+        raise ClampError(str(err)) from None
+    size = out.stat().st_size / 2**20
+    print(f"exported {cfg.ckpt} -> {out} ({size:.1f} MiB; run with `python -m clamp.predict ckpt={out} input=...` "
+          f"or clamp.Predictor.from_onnx({str(out)!r}))")
     return out
 
 

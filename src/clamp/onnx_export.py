@@ -7,9 +7,9 @@ mode and stored in the graph as a constant; the context decoder, which mixes in 
 the graph. The spatial head only serves a training loss and is not exported.
 
 The file's metadata holds what a runner needs (keypoint spec, input and heatmap size, input
-normalisation, model class and, when set, the ``create_model`` recipe), read back by
-:class:`OnnxPoseModel`. Export needs torch's exporter (``onnxscript``, which brings ``onnx``);
-running needs ``onnxruntime`` only. Both: ``pip install 'clamp-pose[onnx]'``.
+normalisation, model class and, when set, the ``create_model`` recipe and the training provenance
+that tells a demo model), read back by :class:`OnnxPoseModel`. Export needs torch's exporter
+(``onnxscript``, which brings ``onnx``); running needs ``onnxruntime`` only. Both: ``pip install 'clamp-pose[onnx]'``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "heatmaps"
 _METADATA_KEYS = ("model_class", "keypoint_spec", "input_size", "heatmap_size", "input_mean", "input_std")
 _CONFIG_KEY = "model_config"
+_PROVENANCE_KEY = "provenance"
 _METADATA_PREFIX = "clamp."
 
 
@@ -57,9 +58,11 @@ class OnnxModelInfo:
     input_mean: tuple[float, float, float]
     input_std: tuple[float, float, float]
     model_config: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
 
     @classmethod
-    def from_model(cls, model: PoseModel) -> OnnxModelInfo:
+    def from_model(cls, model: PoseModel, provenance: Mapping[str, Any] | None = None) -> OnnxModelInfo:
+        """The info of ``model``; ``provenance`` is the checkpoint record's (what training started from)."""
         return cls(
             model_class=type(model).__name__,
             keypoint_spec=model.keypoint_spec,
@@ -68,6 +71,7 @@ class OnnxModelInfo:
             input_mean=IMAGENET_MEAN,
             input_std=IMAGENET_STD,
             model_config=model.config,
+            provenance=None if provenance is None else dict(provenance),
         )
 
     def to_metadata(self) -> dict[str, str]:
@@ -82,6 +86,8 @@ class OnnxModelInfo:
         }
         if self.model_config is not None:
             values[_CONFIG_KEY] = self.model_config
+        if self.provenance is not None:
+            values[_PROVENANCE_KEY] = self.provenance
         return {_METADATA_PREFIX + key: json.dumps(value) for key, value in values.items()}
 
     @classmethod
@@ -93,6 +99,7 @@ class OnnxModelInfo:
                              "export it with clamp.onnx_export.export_onnx")
         values = {key: json.loads(metadata[_METADATA_PREFIX + key]) for key in _METADATA_KEYS}
         config = metadata.get(_METADATA_PREFIX + _CONFIG_KEY)
+        provenance = metadata.get(_METADATA_PREFIX + _PROVENANCE_KEY)
         return cls(
             model_class=values["model_class"],
             keypoint_spec=KeypointSpec.from_dict(values["keypoint_spec"]),
@@ -101,6 +108,7 @@ class OnnxModelInfo:
             input_mean=tuple(values["input_mean"]),
             input_std=tuple(values["input_std"]),
             model_config=None if config is None else json.loads(config),
+            provenance=None if provenance is None else json.loads(provenance),
         )
 
 
@@ -136,21 +144,26 @@ def _baked_prompts(branch: _ImageBranch) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _exporter_quiet() -> Iterator[None]:
-    """The ONNX optimiser logs routine warnings (ops it does not constant-fold) to the console."""
-    logger = logging.getLogger("onnxscript")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    """The ONNX optimiser logs routine warnings (ops it does not constant-fold) and notes (initialisers
+    it merges, nodes it removes) to the console; only errors are worth showing."""
+    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
-def export_onnx(model: PoseModel, path: str | Path, *, opset_version: int | None = None) -> Path:
+def export_onnx(model: PoseModel, path: str | Path, *, opset_version: int | None = None,
+                provenance: Mapping[str, Any] | None = None) -> Path:
     """Export ``model``'s image branch to ``path`` (see the module docstring); returns the path.
 
     The model is exported in eval mode and left in the mode it had. ``opset_version`` defaults to
-    torch's exporter default.
+    torch's exporter default. ``provenance`` (a checkpoint record's) is stored in the metadata so
+    that a runner can tell a demo model (synthetic data, random backbone weights).
     """
     _import_optional("onnxscript", "ONNX export")
     path = Path(path)
@@ -168,7 +181,7 @@ def export_onnx(model: PoseModel, path: str | Path, *, opset_version: int | None
                 dynamic_shapes={"images": {0: torch.export.Dim("batch")}}, opset_version=opset_version,
                 dynamo=True, verbose=False,
             )
-        program.model.metadata_props.update(OnnxModelInfo.from_model(model).to_metadata())
+        program.model.metadata_props.update(OnnxModelInfo.from_model(model, provenance).to_metadata())
         program.save(str(path))
     finally:
         model.train(was_training)
@@ -188,7 +201,12 @@ class OnnxPoseModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.path}")
-        self.session = ort.InferenceSession(str(self.path), providers=list(providers or ort.get_available_providers()))
+        try:
+            self.session = ort.InferenceSession(str(self.path),
+                                                providers=list(providers or ort.get_available_providers()))
+        except Exception as err:  # onnxruntime reports unreadable files with its own exception types
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"cannot load {self.path} as an ONNX model ({first})") from None
         self.info = OnnxModelInfo.from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
 
     @property

@@ -1,81 +1,158 @@
-"""Keypoints for your own images: ``python -m clamp.predict ckpt=PATH input=images/``.
+"""Keypoints for your own images and videos: ``python -m clamp.predict ckpt=PATH input=photos/``.
 
-``input`` is an image or a folder of images (``recursive=true`` for sub-folders). Each image is one
-animal framed by the whole image unless ``boxes=FILE`` gives boxes: a JSON list of
-``{"file_name": "a.jpg", "bbox": [x, y, w, h]}`` (several entries per image for several animals), a
-COCO detection-results list (``image_id``, ``bbox``, ``score``; kept above ``box_score_threshold``),
-or a COCO annotation file (its ``images`` and ``annotations``). An image the file does not mention is
-framed whole; one whose boxes are all below the threshold has no animal. Image ids match files by the
-annotation file's ``file_name`` or by the number in the file name (``000000037516.jpg`` is 37516).
+``ckpt`` is a training checkpoint (``.ckpt``), an exported model folder (``python -m clamp.export``)
+or an ONNX file (``format=onnx``; run with onnxruntime, ``backend=onnx``, chosen by the suffix).
+``input`` is an image, a video (.mp4, .avi, .mov, .mkv, .webm, ...) or a folder of them
+(``recursive=true`` for sub-folders). Each image or frame is one animal framed by the whole picture
+unless ``boxes=FILE`` gives boxes:
 
-Writes ``predictions.json`` (per image: each animal's named keypoints with scores; what was skipped
-and why) and one drawing per image, ``<name>.pose.jpg``, under ``output``. An unreadable image is
-reported by name and skipped; every other image gets its result.
+* a JSON list of ``{"file_name": "a.jpg", "bbox": [x, y, w, h]}`` (several entries per image for
+  several animals; for a video add ``"frame": <index from 0>``, or leave it out to use the box in
+  every frame);
+* a COCO detection-results list of any detector (``image_id``, ``bbox``, ``score``; kept above
+  ``box_score_threshold``);
+* a COCO annotation file (its ``images`` and ``annotations``).
+
+An image the file does not mention is framed whole; one whose boxes are all below the threshold has
+no animal, and so has a frame without an entry in a video with per-frame entries. Image ids match
+files by the annotation file's ``file_name`` or by the number in the file name (``000000037516.jpg``
+is 37516). A file that is not one of these formats stops the run with one line naming the file, the
+record and the field.
+
+Writes under ``output``: ``predictions.json`` (per image each animal's named keypoints with scores;
+per video where its results are; what was skipped and why; the model and whether it is a demo
+model), one drawing per image, ``<name>.pose.jpg`` (``<name>.scores.jpg`` too with
+``score_maps=true``: CLAMP's per-keypoint score maps over each animal's crop), and per video a drawn
+``<name>.pose.mp4`` and its per-frame results ``<name>.pose.json``. Names keep the input's suffix
+(``a.jpg`` and ``a.png`` give ``a.jpg.pose.jpg`` and ``a.png.pose.jpg``), and no output ever replaces
+another one or an input. An unreadable image or video is reported by name and skipped; every other
+one gets its result. Crops of several images (and frames) share each forward pass.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+import sys
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from clamp.cli import hydra_entry_point
-from clamp.errors import ClampError, MissingFileError
+from clamp.errors import ClampError, MissingFileError, did_you_mean
 
 log = logging.getLogger("clamp.predict")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+BACKENDS = ("auto", "torch", "onnx")
+PROGRESS_MODES = ("auto", "bar", "lines", "none")
+#: Files of the output folder itself, never used for a drawing or per-video results.
+RESERVED_OUTPUTS = ("predictions.json", "predict.log", ".hydra")
+#: What the outputs' names end with; in an input folder that is also the output folder, such files
+#: are an earlier run's outputs, not inputs.
+OUTPUT_SUFFIXES = (".pose.jpg", ".scores.jpg", ".pose.mp4", ".pose.json")
+_FRAME_KEY = "{key}@frame={frame}"
 
 
 class BoxesFileError(ClampError):
     """A boxes file that is not one of the accepted formats; the message names file, record and field."""
 
 
-def list_images(path: Path, recursive: bool = False) -> list[Path]:
-    """The image files of ``input``: the file itself, or a folder's images (sorted)."""
+# ---- inputs ---------------------------------------------------------------------------------
+def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """The image and video files of ``input`` (the file itself, or a folder's, sorted), and the other
+    files of a folder (neither image nor video by their suffix; hidden files are left out).
+
+    ``exclude`` is the output folder: inside the input folder its files are never inputs; when it is
+    the input folder itself, files named like outputs (:data:`OUTPUT_SUFFIXES`) are left out.
+    """
     if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = path.rglob("*") if recursive else path.iterdir()
-        images = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if images:
-            return images
-        raise ClampError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}"
+        return [path], []
+    if not path.is_dir():
+        raise MissingFileError(f"input not found: {path} (pass input=an image, a video or a folder of them)")
+    found = path.rglob("*") if recursive else path.iterdir()
+    excluded = exclude.resolve() if exclude is not None else None
+    media, others = [], []
+    for p in sorted(found):
+        relative = p.relative_to(path)
+        if not p.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue
+        inside_output = excluded is not None and excluded in p.resolve().parents
+        if inside_output and (excluded != path.resolve() or p.name.lower().endswith(OUTPUT_SUFFIXES)):
+            continue
+        (media if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES else others).append(p)
+    if not media:
+        raise ClampError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) or videos "
+                         f"({', '.join(sorted(VIDEO_SUFFIXES))}) in {path}"
                          + ("" if recursive else " (recursive=true searches sub-folders)"))
-    raise MissingFileError(f"input not found: {path} (pass input=an image or a folder of images)")
+    return media, others
 
 
+def list_images(path: Path, recursive: bool = False) -> list[Path]:
+    """The image and video files of ``input`` (see :func:`list_inputs`)."""
+    return list_inputs(path, recursive)[0]
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+# ---- boxes files ----------------------------------------------------------------------------
 def _number(value: Any, path: Path, where: str, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BoxesFileError(f"{path}: {where}: field '{field}' = {value!r} is not a number")
+    if not math.isfinite(value):
+        raise BoxesFileError(f"{path}: {where}: field '{field}' = {value!r} is not a finite number")
     return float(value)
 
 
+def _image_id(value: Any, path: Path, where: str, field: str) -> int | str:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise BoxesFileError(f"{path}: {where}: field '{field}' = {value!r} must be an integer or a string")
+    return value
+
+
+def _looks_like_an_image(path: Path) -> bool:
+    try:
+        head = path.open("rb").read(16)
+    except OSError:
+        return False
+    signatures = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+    return head.startswith(signatures)
+
+
 def read_boxes(path: Path, score_threshold: float = 0.0) -> dict[str, list[list[float]]]:
-    """Boxes per image key (a file name, or ``"#<image id>"``) from any accepted boxes file (module docs)."""
+    """Boxes per image key (a file name, ``"#<image id>"``, or ``"<video name>@frame=<n>"``) from any
+    accepted boxes file (module docstring)."""
     from clamp.files import read_json
 
+    if path.is_file() and _looks_like_an_image(path):
+        raise BoxesFileError(f"boxes file {path} is an image, not a JSON file of boxes (pass boxes=FILE.json; "
+                             "the images go in input=)")
     data = read_json(path, "boxes file", max_bytes=256 << 20)
-    names: dict[int, str] = {}
+    names: dict[int | str, str] = {}
     if isinstance(data, dict):
         if not isinstance(data.get("annotations"), list) or not isinstance(data.get("images"), list):
-            raise BoxesFileError(f"{path}: a JSON object must be a COCO file with 'images' and 'annotations' lists")
+            raise BoxesFileError(f"{path}: a JSON object must be a COCO file with 'images' and 'annotations' lists "
+                                 f"(it has {sorted(data)[:6]})")
         for i, image in enumerate(data["images"]):
             if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
                 raise BoxesFileError(f"{path}: images[{i}] needs 'id' and a 'file_name' string")
-            names[image["id"]] = image["file_name"]
-        records = data["annotations"]
+            names[_image_id(image["id"], path, f"images[{i}]", "id")] = image["file_name"]
+        records, where_format = data["annotations"], "annotations[{}]"
     elif isinstance(data, list):
-        records = data
+        records, where_format = data, "record {}"
     else:
         raise BoxesFileError(f"{path}: expected a JSON list of boxes or a COCO file, got {type(data).__name__}")
     boxes: dict[str, list[list[float]]] = {}
     for i, record in enumerate(records):
-        where = f"record {i}"
+        where = where_format.format(i)
         if not isinstance(record, dict):
             raise BoxesFileError(f"{path}: {where} is {type(record).__name__}, not an object")
         bbox = record.get("bbox")
@@ -83,14 +160,23 @@ def read_boxes(path: Path, score_threshold: float = 0.0) -> dict[str, list[list[
             raise BoxesFileError(f"{path}: {where}: field 'bbox' = {bbox!r} must be [x, y, w, h]")
         box = [_number(v, path, where, "bbox") for v in bbox]
         if box[2] <= 0 or box[3] <= 0:
-            raise BoxesFileError(f"{path}: {where}: field 'bbox' = {bbox} has a non-positive width or height")
-        if isinstance(record.get("file_name"), str):
+            raise BoxesFileError(f"{path}: {where}: field 'bbox' = {bbox} has a non-positive width or height "
+                                 "(boxes are [x, y, width, height])")
+        if "file_name" in record:
+            if not isinstance(record["file_name"], str) or not record["file_name"]:
+                raise BoxesFileError(f"{path}: {where}: field 'file_name' = {record['file_name']!r} "
+                                     "must be a file name")
             key = record["file_name"]
         elif "image_id" in record:
-            image_id = record["image_id"]
+            image_id = _image_id(record["image_id"], path, where, "image_id")
             key = names.get(image_id, f"#{image_id}")
         else:
             raise BoxesFileError(f"{path}: {where} needs 'file_name' or 'image_id'")
+        if "frame" in record:
+            frame = record["frame"]
+            if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+                raise BoxesFileError(f"{path}: {where}: field 'frame' = {frame!r} must be a frame index (0, 1, ...)")
+            key = _FRAME_KEY.format(key=key, frame=frame)
         # An image whose every detection is below the threshold keeps an empty list: no animal there.
         entries = boxes.setdefault(key, [])
         if "score" not in record or _number(record["score"], path, where, "score") >= score_threshold:
@@ -98,62 +184,348 @@ def read_boxes(path: Path, score_threshold: float = 0.0) -> dict[str, list[list[
     return boxes
 
 
+def _candidate_keys(path: Path, root: Path) -> list[str]:
+    relative = path.relative_to(root).as_posix() if root in path.parents else path.name
+    return list(dict.fromkeys((relative, path.name)))
+
+
 def boxes_for(image: Path, root: Path, boxes: dict[str, list[list[float]]]) -> list[list[float]] | None:
     """The boxes of one image file: by its path under ``root``, its name, or the number in its name."""
-    relative = image.relative_to(root).as_posix() if root in image.parents else image.name
-    for key in (relative, image.name):
+    key = _box_key(image, root, boxes)
+    return None if key is None else boxes[key]
+
+
+def _box_key(image: Path, root: Path, boxes: dict[str, list[list[float]]]) -> str | None:
+    for key in _candidate_keys(image, root):
         if key in boxes:
-            return boxes[key]
+            return key
     digits = re.fullmatch(r"0*(\d+)", image.stem)
     if digits is not None and f"#{int(digits.group(1))}" in boxes:
-        return boxes[f"#{int(digits.group(1))}"]
+        return f"#{int(digits.group(1))}"
     return None
 
 
-def predict(cfg: DictConfig) -> dict[str, Any]:
+class BoxTable:
+    """A read boxes file, looked up per image or per video frame; remembers which entries were used."""
+
+    def __init__(self, boxes: dict[str, list[list[float]]] | None, root: Path) -> None:
+        self.boxes = boxes
+        self.root = root
+        self.used: set[str] = set()
+
+    def for_image(self, path: Path) -> list[list[float]] | None:
+        if self.boxes is None:
+            return None
+        key = _box_key(path, self.root, self.boxes)
+        if key is not None:
+            self.used.add(key)
+            return self.boxes[key]
+        return None
+
+    def for_video(self, path: Path) -> tuple[list[list[float]] | None, dict[int, list[list[float]]] | None]:
+        """A video's boxes: for every frame (None: whole frames) and per frame index (None: not given)."""
+        if self.boxes is None:
+            return None, None
+        every = self.for_image(path)
+        per_frame: dict[int, list[list[float]]] = {}
+        for key in _candidate_keys(path, self.root):
+            prefix = _FRAME_KEY.format(key=key, frame="")
+            for name, entries in self.boxes.items():
+                if name.startswith(prefix):
+                    per_frame[int(name[len(prefix):])] = entries
+                    self.used.add(name)
+            if per_frame:
+                break
+        return every, per_frame or None
+
+    def unused(self) -> list[str]:
+        return [] if self.boxes is None else [key for key in self.boxes if key not in self.used]
+
+
+# ---- outputs --------------------------------------------------------------------------------
+class OutputNames:
+    """Output files named after inputs, each handed out once: no output replaces another or an input.
+
+    ``a.jpg`` and ``a.png`` differ by their kept suffix; names that only differ in characters
+    :func:`clamp.files.output_path` neutralises (``a b.jpg``, ``a_b.jpg``) or in case get ``~2``, ``~3``.
+    """
+
+    def __init__(self, root: Path, reserved: Iterable[Path] = ()) -> None:
+        self.root = root.resolve()
+        self.taken = {self._key(self.root / name) for name in RESERVED_OUTPUTS}
+        self.taken |= {self._key(path) for path in reserved}
+
+    @staticmethod
+    def _key(path: Path) -> str:
+        return str(path.resolve()).casefold()
+
+    def claim(self, name: str, suffix: str) -> Path:
+        from clamp.files import output_path
+
+        candidate, n = output_path(self.root, name, suffix), 1
+        while self._key(candidate) in self.taken:
+            n += 1
+            candidate = output_path(self.root, f"{name}~{n}", suffix)
+        self.taken.add(self._key(candidate))
+        candidate.parent.mkdir(parents=True, exist_ok=True)
+        return candidate
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+def write_image(path: Path, rgb) -> None:
     import cv2
 
-    from clamp.files import output_path
-    from clamp.predictor import Predictor
-    from clamp.visualization import draw_pose
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise ClampError(f"cannot write {path} (is the output folder writable, the disk full?)")
 
+
+# ---- progress -------------------------------------------------------------------------------
+class Progress:
+    """A progress bar on a terminal, else a log line every ``every`` items (``mode``: PROGRESS_MODES)."""
+
+    def __init__(self, mode: str, every: int) -> None:
+        if mode not in PROGRESS_MODES:
+            raise ClampError(f"progress={mode!r}{did_you_mean(mode, PROGRESS_MODES)}: choose one of "
+                             f"{list(PROGRESS_MODES)}")
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "lines"
+        self.mode = mode
+        self.every = max(1, int(every))
+        self._bar = None
+
+    def __enter__(self) -> Progress:
+        if self.mode == "bar":
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def task(self, label: str, total: int | None) -> _Task:
+        return _Task(self, label, total)
+
+
+class _Task:
+    def __init__(self, progress: Progress, label: str, total: int | None) -> None:
+        self.progress, self.label, self.total, self.done = progress, label, total, 0
+        self._id = progress._bar.add_task(label, total=total) if progress._bar is not None else None
+
+    def advance(self, n: int = 1) -> None:
+        before, self.done = self.done, self.done + n
+        if self._id is not None:
+            self.progress._bar.advance(self._id, n)
+        elif self.progress.mode == "lines" and (self.done // self.progress.every > before // self.progress.every
+                                                or self.done == self.total):
+            log.info("%s: %d%s", self.label, self.done, f"/{self.total}" if self.total else "")
+
+
+# ---- the command ----------------------------------------------------------------------------
+def load_predictor(cfg: DictConfig):
+    """The :class:`~clamp.predictor.Predictor` of ``ckpt`` for ``backend`` (auto: ONNX for a .onnx file)."""
+    from clamp.predictor import Predictor
+
+    ckpt = Path(cfg.ckpt)
+    backend = str(cfg.backend)
+    if backend not in BACKENDS:
+        raise ClampError(f"backend={backend!r}{did_you_mean(backend, BACKENDS)}: choose one of {list(BACKENDS)}")
+    is_onnx_file = ckpt.suffix.lower() == ".onnx"
+    if backend == "auto":
+        backend = "onnx" if is_onnx_file else "torch"
+    options = {"flip_test": cfg.evaluation.flip_test, "shift_heatmap": cfg.evaluation.shift_heatmap,
+               "score_threshold": cfg.evaluation.score_threshold, "batch_size": cfg.batch_size,
+               "max_image_pixels": cfg.max_image_pixels}
+    if backend == "onnx":
+        if ckpt.is_dir() or ckpt.suffix.lower() == ".ckpt":
+            raise ClampError(f"backend=onnx runs an .onnx file, not {ckpt}; write one with `python -m clamp.export "
+                             f"ckpt={ckpt} format=onnx out=model.onnx` (or use backend=torch)")
+        return Predictor.from_onnx(ckpt, device=cfg.device, **options)
+    if is_onnx_file:
+        raise ClampError(f"ckpt={ckpt} is an ONNX file: run it with backend=onnx (or backend=auto)")
+    if ckpt.is_dir():
+        return Predictor.from_pretrained(ckpt, device=cfg.device, **options)
+    return Predictor.from_checkpoint(ckpt, device=cfg.device, **options)
+
+
+class _Run:
+    """One prediction run: batches images across files, draws and records them, streams videos."""
+
+    def __init__(self, cfg: DictConfig, predictor, names: OutputNames, boxes: BoxTable, root: Path,
+                 progress: Progress) -> None:
+        self.cfg, self.predictor, self.names, self.boxes, self.root = cfg, predictor, names, boxes, root
+        self.progress = progress
+        self.images: list[dict[str, Any]] = []
+        self.videos: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, str]] = []
+        self.frames = 0
+
+    def skip(self, name: str, reason: str) -> None:
+        log.warning("skipped %s: %s", name, reason)
+        self.skipped.append({"file_name": name, "reason": reason})
+
+    def draw(self, rgb, animals):
+        return self.predictor.draw(rgb, animals, show_names=self.cfg.draw_names,
+                                   score_threshold=self.cfg.draw_threshold)
+
+    # images: read and checked one by one (a bad one is skipped), predicted in shared batches
+    def run_images(self, paths: Sequence[Path]) -> None:
+        from clamp.predictor import check_box
+
+        task = self.progress.task("images", len(paths))
+        pending: list[tuple[str, Any, list[list[float]] | None]] = []
+        crops = 0
+        for path in paths:
+            name = path.relative_to(self.root).as_posix() if self.root in path.parents else path.name
+            try:
+                rgb = self.predictor.read_image(path)
+                image_boxes = self.boxes.for_image(path)
+                if image_boxes is not None:
+                    image_boxes = [check_box(box, rgb.shape[1], rgb.shape[0]) for box in image_boxes]
+            except ClampError as err:
+                self.skip(name, str(err))
+                task.advance()
+                continue
+            pending.append((name, rgb, image_boxes))
+            crops += 1 if image_boxes is None else len(image_boxes)
+            if crops >= self.predictor.batch_size:
+                self._predict_images(pending, task)
+                pending, crops = [], 0
+        if pending:
+            self._predict_images(pending, task)
+
+    def _predict_images(self, pending, task: _Task) -> None:
+        score_maps = bool(self.cfg.score_maps)
+        results = self.predictor.predict_many([rgb for _, rgb, _ in pending], [b for _, _, b in pending],
+                                              score_maps=score_maps)
+        for (name, rgb, _), animals in zip(pending, results):
+            drawing_path = self.names.claim(name, ".pose.jpg")
+            write_image(drawing_path, self.draw(rgb, animals))
+            entry = {"file_name": name, "width": rgb.shape[1], "height": rgb.shape[0],
+                     "drawing": self.names.relative(drawing_path), "animals": [a.to_dict() for a in animals]}
+            if score_maps and animals:
+                scores_path = self.names.claim(name, ".scores.jpg")
+                write_image(scores_path, self.predictor.draw_score_maps(animals))
+                entry["score_maps"] = self.names.relative(scores_path)
+            self.images.append(entry)
+            task.advance()
+
+    # videos: frames read in order, predicted in batches, drawn into a video of the same fps and size
+    def run_video(self, path: Path) -> None:
+        from clamp.video import VideoReader
+
+        name = path.relative_to(self.root).as_posix() if self.root in path.parents else path.name
+        outputs: list[Path] = []
+        try:
+            with VideoReader(path) as video:
+                entry = self._predict_video(video, name, outputs)
+        except (ClampError, OSError) as err:
+            for output in outputs:
+                output.unlink(missing_ok=True)
+            self.skip(name, str(err))
+            return
+        self.videos.append(entry)
+
+    def _predict_video(self, video, name: str, outputs: list[Path]) -> dict[str, Any]:
+        from clamp.predictor import check_box
+        from clamp.video import VideoWriter
+
+        every, per_frame = self.boxes.for_video(video.path)
+        drawing_path = self.names.claim(name, ".pose.mp4")
+        results_path = self.names.claim(name, ".pose.json")
+        outputs += [drawing_path, results_path]
+        frames: list[dict[str, Any]] = []
+        task = self.progress.task(f"frames of {name}", video.frame_count or None)
+        with VideoWriter(drawing_path, video.fps, video.size) as writer:
+            batch, crops = [], 0
+            for frame in video:
+                boxes = every if per_frame is None else per_frame.get(frame.index, [])
+                if boxes is not None:
+                    try:
+                        boxes = [check_box(b, video.width, video.height) for b in boxes]
+                    except ClampError as err:
+                        raise ClampError(f"frame {frame.index}: {err}") from None
+                batch.append((frame, boxes))
+                crops += 1 if boxes is None else len(boxes)
+                if crops >= self.predictor.batch_size:
+                    frames += self._predict_frames(batch, writer, task)
+                    batch, crops = [], 0
+            if batch:
+                frames += self._predict_frames(batch, writer, task)
+        entry = {"file_name": name, "fps": video.fps, "width": video.width, "height": video.height,
+                 "frames": len(frames), "drawing": self.names.relative(drawing_path),
+                 "results": self.names.relative(results_path)}
+        if video.frame_count and len(frames) < video.frame_count:
+            entry["note"] = f"decoded {len(frames)} of the {video.frame_count} frames the file reports"
+        results = {"model": self.predictor.describe(), **entry, "frames": frames}
+        results_path.write_text(json.dumps(results, indent=1) + "\n")
+        self.frames += len(frames)
+        return entry
+
+    def _predict_frames(self, batch, writer, task: _Task) -> list[dict[str, Any]]:
+        results = self.predictor.predict_many([f.image for f, _ in batch], [b for _, b in batch])
+        entries = []
+        for (frame, _), animals in zip(batch, results):
+            writer.write(self.draw(frame.image, animals))
+            entries.append({"index": frame.index, "timestamp": round(frame.timestamp, 4),
+                            "animals": [a.to_dict() for a in animals]})
+            task.advance()
+        return entries
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
     source = Path(cfg.input)
-    images = list_images(source, cfg.recursive)
+    output = Path(cfg.output)
+    media, others = list_inputs(source, cfg.recursive, exclude=output)
     root = source if source.is_dir() else source.parent
-    boxes = read_boxes(Path(cfg.boxes), cfg.box_score_threshold) if cfg.boxes else None
-    predictor = Predictor.from_checkpoint(cfg.ckpt, device=cfg.device, flip_test=cfg.evaluation.flip_test,
-                                          shift_heatmap=cfg.evaluation.shift_heatmap,
-                                          score_threshold=cfg.evaluation.score_threshold,
-                                          batch_size=cfg.batch_size, max_image_pixels=cfg.max_image_pixels)
+    boxes = BoxTable(read_boxes(Path(cfg.boxes), cfg.box_score_threshold) if cfg.boxes else None, root)
+    predictor = load_predictor(cfg)
+    if cfg.score_maps and not predictor.has_score_maps:
+        raise ClampError(f"score_maps=true: {predictor._no_score_maps()}")
     if predictor.demo_reason:
         print(f"note: this is a demo model ({predictor.demo_reason}); it cannot find keypoints on real photos")
-    output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
-    results, skipped = [], []
-    for path in images:
-        name = path.relative_to(root).as_posix()
-        image_boxes = None if boxes is None else boxes_for(path, root, boxes)
-        try:
-            rgb = predictor.read_image(path)
-            animals = predictor.predict(rgb, image_boxes)
-        except ClampError as err:
-            log.warning("skipped %s: %s", name, err)
-            skipped.append({"file_name": name, "reason": str(err)})
-            continue
-        drawing = rgb
-        for animal in animals:
-            drawing = draw_pose(drawing, animal.keypoints, predictor.keypoint_spec,
-                                score_threshold=cfg.draw_threshold)
-        drawing_path = output_path(output, name, ".pose.jpg")
-        drawing_path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(drawing_path), cv2.cvtColor(drawing, cv2.COLOR_RGB2BGR))
-        results.append({"file_name": name, "width": rgb.shape[1], "height": rgb.shape[0],
-                        "drawing": drawing_path.relative_to(output.resolve()).as_posix(),
-                        "animals": [animal.to_dict() for animal in animals]})
-    report = {"model": predictor.describe(), "images": results, "skipped": skipped}
+    names = OutputNames(output, reserved=media + others)
+    images = [p for p in media if not is_video(p)]
+    videos = [p for p in media if is_video(p)]
+    if videos and cfg.score_maps:
+        log.info("score maps are drawn for images only, not for the frames of videos")
+    started = time.perf_counter()
+    with Progress(cfg.progress, cfg.progress_every) as progress:
+        run = _Run(cfg, predictor, names, boxes, root, progress)
+        for path in others:
+            name = path.relative_to(root).as_posix()
+            run.skipped.append({"file_name": name, "reason": f"not an image or video file (suffix "
+                                                            f"'{path.suffix}')"})
+        if others:
+            log.warning("%d file(s) that are neither images nor videos were left out (listed in predictions.json)",
+                        len(others))
+        if images:
+            run.run_images(images)
+        for path in videos:
+            run.run_video(path)
+    seconds = time.perf_counter() - started
+    unused = boxes.unused()
+    if unused:
+        log.warning("%d entr%s of the boxes file match no input (e.g. %s)", len(unused),
+                    "y" if len(unused) == 1 else "ies", unused[0])
+    report = {"model": predictor.describe(), "images": run.images, "videos": run.videos, "skipped": run.skipped}
     (output / "predictions.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{len(results)} image(s) -> {output / 'predictions.json'}"
-          + (f"; {len(skipped)} skipped (listed there)" if skipped else ""))
+    done = len(run.images) + run.frames
+    summary = f"{len(run.images)} image(s)" + (f", {len(run.videos)} video(s) ({run.frames} frames)" if videos else "")
+    print(f"{summary} -> {output / 'predictions.json'}"
+          + (f"; {len(run.skipped)} skipped (listed there)" if run.skipped else "")
+          + (f" [{seconds:.1f} s, {seconds / done:.3f} s per picture on {predictor.backend}"
+             f"{'' if predictor.is_onnx else '/' + predictor.device.type}]" if done else ""))
+    if not run.images and not run.videos:
+        raise ClampError(f"none of the {len(media)} input(s) could be read: {run.skipped[-1]['reason']}")
     return report
 
 

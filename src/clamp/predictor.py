@@ -1,4 +1,5 @@
-"""Inference on your own images, from a checkpoint or an exported model folder, without Lightning or Hydra.
+"""Inference on your own images, from a checkpoint, an exported model folder or an ONNX file, without
+Lightning or Hydra.
 
 ::
 
@@ -6,10 +7,19 @@
     animals = predictor.predict("cat.jpg")                 # whole image = one animal
     animals = predictor.predict(image, boxes=[[x, y, w, h], ...])
     animals[0].keypoints  # (K, 3): x, y, score in image pixels; animals[0].named() -> {name: (x, y, score)}
+    drawing = predictor.draw(image, animals)               # side colours; a banner for demo models
 
 The preprocessing is the evaluation's: each box is padded by 1.25 and made to the model's aspect
 ratio, cut out and resized with one affine warp, normalised; the heatmaps (with flip test) are
 decoded by the same codec as in evaluation, and the instance score is the official rescoring.
+Crops of several images are batched together (:meth:`Predictor.predict_many`).
+
+CLAMP models also give their per-keypoint score maps S (the paper's Fig. 4):
+``predictor.predict(image, score_maps=True)`` keeps them with the crop they cover on each
+:class:`AnimalPose`, and :meth:`Predictor.draw_score_maps` lays them over it.
+
+:meth:`Predictor.from_onnx` runs a file written by ``python -m clamp.export format=onnx`` with
+onnxruntime: the same preprocessing and decoding, the flip test by running the mirrored crops too.
 
 Everything needed comes from the file: the network's recipe, the keypoint spec and the
 preprocessing. A model trained on synthetic data or from random CLIP weights is a demo model
@@ -21,9 +31,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -38,27 +48,37 @@ from clamp.checkpoint import (
 )
 from clamp.codec import decode_keypoints
 from clamp.data.transforms import BOX_PADDING, IMAGENET_MEAN, IMAGENET_STD, TopDownTransform, box_to_center_scale
-from clamp.errors import ClampError
-from clamp.evaluation.decode import flip_test
+from clamp.errors import ClampError, MissingFileError
+from clamp.evaluation.decode import flip_back_heatmaps
 from clamp.evaluation.postprocess import KEYPOINT_SCORE_THRESHOLD, rescore
 from clamp.files import MAX_IMAGE_PIXELS, read_image_rgb, read_json
 from clamp.keypoints import KeypointSpec
+
+if TYPE_CHECKING:
+    from clamp.onnx_export import OnnxPoseModel
 
 #: Files of an exported model folder (``python -m clamp.export format=safetensors``).
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_RECORD = "clamp_model.json"
 
 ImageInput = str | os.PathLike | np.ndarray
+Box = Sequence[float]
 
 
 @dataclass(frozen=True)
 class AnimalPose:
-    """One predicted animal: its box, (K, 3) keypoints (x, y, score in image pixels) and instance score."""
+    """One predicted animal: its box, (K, 3) keypoints (x, y, score in image pixels) and instance score.
+
+    With ``predict(..., score_maps=True)`` (CLAMP models) also ``score_maps`` (K, h, w), the raw
+    cosine score maps S of the model's input crop, and ``crop``, that crop as uint8 RGB (H, W, 3).
+    """
 
     box: tuple[float, float, float, float]
     keypoints: np.ndarray
     score: float
     keypoint_names: tuple[str, ...]
+    score_maps: np.ndarray | None = field(default=None, repr=False, compare=False)
+    crop: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def named(self) -> dict[str, tuple[float, float, float]]:
         """``{keypoint name: (x, y, score)}``."""
@@ -71,37 +91,75 @@ class AnimalPose:
 
 
 def demo_reason(provenance: Mapping[str, Any]) -> str | None:
-    """Why a model is only a demo (synthetic training data, random backbone weights), or None."""
+    """Why a model is only a demo (synthetic training data, random backbone weights), or None.
+
+    A record without a ``pretrained`` entry (a model handed over without its checkpoint record, an
+    ONNX file exported without provenance) is not known to be a demo and is not flagged.
+    """
     reasons = []
     if provenance.get("synthetic_data"):
         reasons.append("trained on synthetic data")
-    if provenance.get("pretrained") is None:
+    if "pretrained" in provenance and provenance["pretrained"] is None:
         reasons.append("started from random backbone weights")
     return " and ".join(reasons) or None
+
+
+def demo_caption(provenance: Mapping[str, Any], model_name: str | None = None) -> str | None:
+    """The banner drawn on a demo model's pictures, e.g. ``"DEMO MODEL: synthetic data, random CLIP weights
+    - not real keypoints"`` (``model_name`` tells a CLIP backbone from an ImageNet one)."""
+    if demo_reason(provenance) is None:
+        return None
+    parts = []
+    if provenance.get("synthetic_data"):
+        parts.append("synthetic data")
+    if "pretrained" in provenance and provenance["pretrained"] is None:
+        parts.append("random backbone weights" if "imagenet" in (model_name or "") else "random CLIP weights")
+    return "DEMO MODEL: " + ", ".join(parts) + " - not real keypoints"
+
+
+class _Crop(NamedTuple):
+    index: int  # of the image in the call
+    box: list[float]
+    center: np.ndarray
+    scale: np.ndarray
+    image: torch.Tensor  # (3, H, W) normalised
 
 
 class Predictor:
     """Keypoints of animals in images with a trained pose model (module docstring).
 
     Args:
-        model: the network (``clamp.create_model`` / ``clamp.load_model``); ``.model`` afterwards.
-        provenance: where its training started from and ran on (from the checkpoint's record).
-        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+        model: the network (``clamp.create_model`` / ``clamp.load_model``), or an
+            :class:`~clamp.onnx_export.OnnxPoseModel`; ``.model`` afterwards.
+        provenance: where its training started from and ran on (from the checkpoint's record);
+            None: unknown (not flagged as a demo).
+        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available); for an ONNX model the
+            execution provider is chosen by :meth:`from_onnx`.
         flip_test: average with the mirrored image's heatmaps (official test protocol).
-        batch_size: crops per forward pass.
+        shift_heatmap: shift the flipped-back heatmaps one pixel (official).
+        score_threshold: keypoints above it count in the instance score (official rescoring).
+        batch_size: crops per forward pass (crops of several images share a batch).
+        max_image_pixels: larger images are refused before decoding (decompression-bomb cap).
     """
 
-    def __init__(self, model: torch.nn.Module, *, provenance: Mapping[str, Any] | None = None,
+    def __init__(self, model: torch.nn.Module | OnnxPoseModel, *, provenance: Mapping[str, Any] | None = None,
                  device: str | torch.device | None = None, flip_test: bool = True, shift_heatmap: bool = True,
                  score_threshold: float = KEYPOINT_SCORE_THRESHOLD, batch_size: int = 16,
                  max_image_pixels: int = MAX_IMAGE_PIXELS) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.eval().to(self.device)
+        if int(batch_size) < 1:
+            raise ClampError(f"batch_size={batch_size} must be at least 1")
+        self.is_onnx = not isinstance(model, torch.nn.Module)
+        if self.is_onnx:
+            self.device = torch.device("cpu")  # where the crops are made; onnxruntime picks its own device
+            self.model = model
+        else:
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self.model = model.eval().to(self.device)
         self.provenance = dict(provenance or {})
         self.flip_test = flip_test
         self.shift_heatmap = shift_heatmap
         self.score_threshold = score_threshold
-        self.batch_size = batch_size
+        self.batch_size = int(batch_size)
         self.max_image_pixels = max_image_pixels
         self.transform = TopDownTransform(self.keypoint_spec, input_size=tuple(model.input_size), training=False)
 
@@ -110,9 +168,24 @@ class Predictor:
         return self.model.keypoint_spec
 
     @property
+    def backend(self) -> str:
+        """``"torch"`` or ``"onnx"`` (onnxruntime)."""
+        return "onnx" if self.is_onnx else "torch"
+
+    @property
     def demo_reason(self) -> str | None:
         """Why this is only a demo model, or None (see :func:`demo_reason`)."""
         return demo_reason(self.provenance)
+
+    @property
+    def demo_caption(self) -> str | None:
+        """The banner :meth:`draw` puts on a demo model's drawings, or None (see :func:`demo_caption`)."""
+        return demo_caption(self.provenance, self.describe()["name"])
+
+    @property
+    def has_score_maps(self) -> bool:
+        """Whether ``predict(..., score_maps=True)`` works: a CLAMP model run by PyTorch."""
+        return not self.is_onnx and getattr(self.model, "logit_scale", None) is not None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None,
@@ -147,65 +220,198 @@ class Predictor:
         model = build_model(record, weights, weights_path)
         return cls(model, provenance=record["provenance"], device=device, flip_test=flip_test, **kwargs)
 
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, device: str | torch.device | None = None, flip_test: bool = True,
+                  providers: Sequence[str] | None = None, **kwargs: Any) -> Predictor:
+        """A predictor running an ONNX file of ``python -m clamp.export format=onnx`` with onnxruntime.
+
+        ``device`` picks the execution provider (``"cpu"``; ``"cuda"`` needs onnxruntime-gpu; default:
+        CUDA when onnxruntime has it, else CPU) unless ``providers`` names them.
+        """
+        from clamp.onnx_export import OnnxPoseModel
+
+        path = Path(path)
+        if not path.is_file():
+            raise MissingFileError(f"ONNX model not found: {path} (write one with `python -m clamp.export "
+                                   "ckpt=... format=onnx out=model.onnx`)")
+        try:
+            model = OnnxPoseModel(path, providers=providers or _onnx_providers(device))
+        except ImportError as err:
+            raise ClampError(str(err)) from None
+        except ValueError as err:
+            raise CheckpointError(f"{err}; ONNX models for clamp are written by `python -m clamp.export "
+                                  "ckpt=... format=onnx`") from None
+        info = model.info
+        if tuple(info.input_mean) != IMAGENET_MEAN or tuple(info.input_std) != IMAGENET_STD:
+            raise CheckpointError(f"{path}: input normalisation mean={list(info.input_mean)} "
+                                  f"std={list(info.input_std)} is not the one this clamp version applies")
+        return cls(model, provenance=info.provenance, flip_test=flip_test, **kwargs)
+
     # ---- inference --------------------------------------------------------------------------
     def read_image(self, image: ImageInput) -> np.ndarray:
         """An (H, W, 3) uint8 RGB array from a path (any format Pillow reads) or an array."""
         if isinstance(image, np.ndarray):
             if image.ndim == 2:
                 image = np.repeat(image[:, :, None], 3, axis=2)
-            if image.ndim != 3 or image.shape[2] not in (3, 4):
+            if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 1:
                 raise ClampError(f"expected an (H, W, 3) RGB image array, got shape {image.shape}")
             return np.ascontiguousarray(image[:, :, :3]).astype(np.uint8, copy=False)
         return read_image_rgb(image, self.max_image_pixels)
 
     def heatmaps(self, crops: torch.Tensor) -> torch.Tensor:
         """Keypoint heatmaps of normalised crops (B, 3, H, W), flip-averaged when flip test is on."""
+        return torch.from_numpy(self._forward(crops, score_maps=False)[0])
+
+    def _forward(self, crops: torch.Tensor, score_maps: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B, K, Hh, Wh) heatmaps (flip-averaged when on) and, if asked, (B, K, h, w) score maps."""
+        flip_index = self.keypoint_spec.flip_index
+        if self.is_onnx:
+            images = crops.numpy()
+            if not self.flip_test:
+                return self.model.heatmaps(images), None
+            # One run for the crops and their mirrors.
+            both = self.model.heatmaps(np.concatenate([images, images[..., ::-1]]))
+            heatmaps, mirrored = both[: len(images)], both[len(images):]
+            return (heatmaps + flip_back_heatmaps(mirrored, flip_index, shift=self.shift_heatmap)) * 0.5, None
         with torch.inference_mode():
-            crops = crops.to(self.device)
+            images = crops.to(self.device)
+            out = self.model(images, return_aux=score_maps)
+            heatmaps = out.heatmaps.float()
             if self.flip_test:
-                return flip_test(lambda x: self.model(x).heatmaps, crops, self.keypoint_spec.flip_index,
-                                 shift=self.shift_heatmap).float()
-            return self.model(crops).heatmaps.float()
+                mirrored = self.model(images.flip(-1)).heatmaps
+                heatmaps = (heatmaps + flip_back_heatmaps(mirrored, flip_index, shift=self.shift_heatmap)) * 0.5
+            maps = out.score_maps.float().cpu().numpy() if score_maps else None
+            return heatmaps.cpu().numpy(), maps
 
-    def predict(self, image: ImageInput, boxes: Sequence[Sequence[float]] | None = None) -> list[AnimalPose]:
-        """The animals in ``image``: one per box ``[x, y, w, h]`` (default: the whole image is one)."""
-        return self.predict_many([image], [boxes])[0]
+    def predict(self, image: ImageInput, boxes: Sequence[Box] | None = None, *,
+                score_maps: bool = False) -> list[AnimalPose]:
+        """The animals in ``image``: one per box ``[x, y, w, h]`` (default: the whole image is one).
 
-    def predict_many(self, images: Sequence[ImageInput],
-                     boxes: Sequence[Sequence[Sequence[float]] | None] | None = None) -> list[list[AnimalPose]]:
-        """:meth:`predict` for several images, their crops batched together."""
+        ``score_maps=True`` (CLAMP models, PyTorch backend) keeps each animal's score maps and crop.
+        """
+        return self.predict_many([image], [boxes], score_maps=score_maps)[0]
+
+    def predict_many(self, images: Sequence[ImageInput], boxes: Sequence[Sequence[Box] | None] | None = None, *,
+                     score_maps: bool = False) -> list[list[AnimalPose]]:
+        """:meth:`predict` for several images, their crops batched together (``batch_size`` per forward).
+
+        Images are read one at a time and only their crops are kept, so a long list of paths is fine.
+        """
         boxes = list(boxes) if boxes is not None else [None] * len(images)
         if len(boxes) != len(images):
             raise ClampError(f"predict_many: {len(images)} images but {len(boxes)} box lists")
-        crops, meta = [], []
-        aspect = self.model.input_size[0] / self.model.input_size[1]
-        empty_keypoints = np.zeros((self.keypoint_spec.num_keypoints, 3), np.float32)
-        for index, (image, image_boxes) in enumerate(zip(images, boxes)):
-            rgb = self.read_image(image)
-            height, width = rgb.shape[:2]
-            for box in image_boxes if image_boxes is not None else [[0.0, 0.0, float(width), float(height)]]:
-                box = check_box(box, width, height)
-                center, scale = box_to_center_scale(box, aspect)
-                crops.append(self.transform(rgb, empty_keypoints, center, scale).image)
-                meta.append((index, box, center, scale))
+        if score_maps and not self.has_score_maps:
+            raise ClampError(self._no_score_maps())
         results: list[list[AnimalPose]] = [[] for _ in images]
-        for start in range(0, len(crops), self.batch_size):
-            chunk = meta[start:start + self.batch_size]
-            heatmaps = self.heatmaps(torch.stack(crops[start:start + self.batch_size])).cpu().numpy()
-            centers = np.stack([c for _, _, c, _ in chunk])
-            scales = np.stack([s for _, _, _, s in chunk])
-            keypoints = np.asarray(decode_keypoints(heatmaps, centers, scales))
-            scores = rescore(keypoints[..., 2], np.ones(len(chunk)), self.score_threshold)
-            for (index, box, _, _), kpts, score in zip(chunk, keypoints, scores):
-                results[index].append(AnimalPose(tuple(box), kpts, float(score), self.keypoint_spec.keypoint_names))
+        pending: list[_Crop] = []
+        for index, (image, image_boxes) in enumerate(zip(images, boxes)):
+            pending.extend(self._crops(index, self.read_image(image), image_boxes))
+            while len(pending) >= self.batch_size:
+                self._run(pending[: self.batch_size], results, score_maps)
+                pending = pending[self.batch_size:]
+        if pending:
+            self._run(pending, results, score_maps)
         return results
 
+    def _crops(self, index: int, rgb: np.ndarray, boxes: Sequence[Box] | None) -> list[_Crop]:
+        height, width = rgb.shape[:2]
+        aspect = self.model.input_size[0] / self.model.input_size[1]
+        empty_keypoints = np.zeros((self.keypoint_spec.num_keypoints, 3), np.float32)
+        crops = []
+        for box in boxes if boxes is not None else [[0.0, 0.0, float(width), float(height)]]:
+            box = check_box(box, width, height)
+            center, scale = box_to_center_scale(box, aspect)
+            crops.append(_Crop(index, box, center, scale, self.transform(rgb, empty_keypoints, center, scale).image))
+        return crops
+
+    def _run(self, batch: list[_Crop], results: list[list[AnimalPose]], score_maps: bool) -> None:
+        heatmaps, maps = self._forward(torch.stack([c.image for c in batch]), score_maps)
+        centers = np.stack([c.center for c in batch])
+        scales = np.stack([c.scale for c in batch])
+        keypoints = np.asarray(decode_keypoints(heatmaps, centers, scales))
+        scores = rescore(keypoints[..., 2], np.ones(len(batch)), self.score_threshold)
+        if maps is not None:
+            from clamp.visualization import denormalize_image
+        for i, (crop, kpts, score) in enumerate(zip(batch, keypoints, scores)):
+            extra = {} if maps is None else {"score_maps": maps[i], "crop": denormalize_image(crop.image)}
+            results[crop.index].append(AnimalPose(tuple(crop.box), kpts, float(score),
+                                                  self.keypoint_spec.keypoint_names, **extra))
+
+    def _no_score_maps(self) -> str:
+        if self.is_onnx:
+            return ("score maps need the PyTorch model: the ONNX graph outputs heatmaps only "
+                    "(predict from the checkpoint instead)")
+        return f"score maps are CLAMP's; {type(self.model).__name__} has none"
+
+    # ---- drawing ----------------------------------------------------------------------------
+    def draw(self, image: ImageInput, animals: Sequence[AnimalPose], *, show_names: bool = False,
+             score_threshold: float = KEYPOINT_SCORE_THRESHOLD, caption: str | None = None) -> np.ndarray:
+        """``image`` (RGB) with every animal's skeleton drawn (:func:`clamp.visualization.draw_pose`).
+
+        ``caption`` is a banner across the top; a demo model's drawings get :attr:`demo_caption`
+        before it, whatever is passed.
+        """
+        from clamp.visualization import draw_caption, draw_pose
+
+        drawing = self.read_image(image)
+        for animal in animals:
+            drawing = draw_pose(drawing, animal.keypoints, self.keypoint_spec, score_threshold=score_threshold,
+                                show_names=show_names)
+        banner = " | ".join(text for text in (self.demo_caption, caption) if text)
+        return draw_caption(drawing, banner) if banner else np.ascontiguousarray(drawing)
+
+    def draw_score_maps(self, animals: Sequence[AnimalPose], *, panel_size: int = 160,
+                        value_range: tuple[float, float] | None = None) -> np.ndarray:
+        """The Fig. 4-style overlay: per animal a grid of its keypoints' score maps over its crop, stacked.
+
+        The animals must come from ``predict(..., score_maps=True)``. A demo model's grid gets the banner.
+        """
+        from clamp.visualization import draw_caption, draw_score_maps
+
+        if not animals:
+            raise ClampError("draw_score_maps: no animals to draw")
+        grids = []
+        for animal in animals:
+            if animal.score_maps is None or animal.crop is None:
+                raise ClampError("draw_score_maps needs animals predicted with predict(..., score_maps=True)")
+            grids.append(draw_score_maps(animal.crop, animal.score_maps, self.keypoint_spec,
+                                         value_range=value_range, panel_size=panel_size))
+        width = max(grid.shape[1] for grid in grids)
+        gap = np.full((8, width, 3), 255, np.uint8)
+        rows = []
+        for grid in grids:
+            padded = np.full((grid.shape[0], width, 3), 255, np.uint8)
+            padded[:, : grid.shape[1]] = grid
+            rows.extend([padded, gap])
+        stacked = np.concatenate(rows[:-1], axis=0)
+        return draw_caption(stacked, self.demo_caption, above=True) if self.demo_caption else stacked
+
     def describe(self) -> dict[str, Any]:
-        """The model's name, keypoints and demo status, for output files."""
-        config = getattr(self.model, "config", None) or {}
-        return {"name": config.get("name"), "keypoints": self.keypoint_spec.name,
+        """The model's name, keypoints, backend and demo status, for output files."""
+        config = (self.model.info.model_config if self.is_onnx else getattr(self.model, "config", None)) or {}
+        return {"name": config.get("name"), "keypoints": self.keypoint_spec.name, "backend": self.backend,
                 "input_size": list(self.model.input_size), "demo": self.demo_reason is not None,
                 "demo_reason": self.demo_reason, "pretrained": self.provenance.get("pretrained")}
+
+
+def _onnx_providers(device: str | torch.device | None) -> list[str]:
+    """onnxruntime execution providers for a device name (see :meth:`Predictor.from_onnx`)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return []  # OnnxPoseModel says how to install it
+    available = ort.get_available_providers()
+    kind = None if device is None else torch.device(device).type
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    if kind == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise ClampError("device=cuda for an ONNX model needs onnxruntime-gpu "
+                             f"(this onnxruntime has {available}); use device=cpu")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if kind is not None:
+        raise ClampError(f"device={device} is not one onnxruntime runs here: use cpu or cuda")
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
 def check_box(box: Sequence[float], width: int, height: int) -> list[float]:

@@ -20,11 +20,13 @@ from types import TracebackType
 import cv2
 import numpy as np
 
+from clamp.errors import ClampError
+
 # MPEG-4 Part 2: the one .mp4 encoder that pip's OpenCV wheels ship (they have no H.264 encoder).
 DEFAULT_CODEC = "mp4v"
 
 
-class VideoError(ValueError):
+class VideoError(ClampError, ValueError):
     """A file that cannot be read or written as a video."""
 
 

@@ -127,11 +127,12 @@ def _text_box(text: str, sizes: DrawingSizes) -> tuple[int, int, int]:
     return width, height, baseline
 
 
-def draw_caption(image_rgb: np.ndarray, caption: str) -> np.ndarray:
+def draw_caption(image_rgb: np.ndarray, caption: str, *, above: bool = False) -> np.ndarray:
     """Return a copy of ``image_rgb`` with ``caption`` on a dark banner across the top.
 
     The banner covers the image instead of growing it, so drawn video frames keep their size; the
-    text shrinks to fit the width.
+    text shrinks to fit the width. ``above=True`` puts the banner on a dark strip added above the
+    image instead (for pictures whose top carries labels, such as a score-map grid).
     """
     canvas = np.ascontiguousarray(image_rgb.copy())
     height, width = canvas.shape[:2]
@@ -143,8 +144,13 @@ def draw_caption(image_rgb: np.ndarray, caption: str) -> np.ndarray:
         sizes = DrawingSizes(sizes.line_width, sizes.radius, sizes.outline, fitted_scale,
                              max(1, round(fitted_scale * 1.5)))
     _, ascent, descent = _text_box(caption, sizes)
-    banner = canvas[: ascent + descent + 2 * pad]
-    banner[:] = (banner * 0.35).astype(np.uint8)
+    banner_height = ascent + descent + 2 * pad
+    if above:
+        strip = np.full((banner_height, width, 3), OUTLINE_COLOR, dtype=np.uint8)
+        canvas = np.ascontiguousarray(np.concatenate([strip, canvas], axis=0))
+    else:
+        banner = canvas[:banner_height]
+        banner[:] = (banner * 0.35).astype(np.uint8)
     _put_text(canvas, caption, (pad, pad + ascent), sizes)
     return canvas
 
