@@ -15,6 +15,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+import clamp
 from clamp.evaluation.metric import KeypointAPMetric
 from clamp.keypoints import get_keypoint_spec
 from clamp.lightning.datamodule import PoseDataModule
@@ -252,7 +253,8 @@ def test_bilinear_score_map_upsampling_puts_each_cell_where_the_targets_do(grid,
 def test_the_coarse_target_difference_script_counts_shares_of_labelled_points(synthetic_root):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("target_differences", REPO_ROOT / "scripts" / "target_differences.py")
+    script_path = REPO_ROOT / "scripts" / "official_differences.py"
+    spec = importlib.util.spec_from_file_location("official_differences", script_path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     report = script.measure(synthetic_root, epochs=1)
@@ -261,3 +263,21 @@ def test_the_coarse_target_difference_script_counts_shares_of_labelled_points(sy
     # Coarser cells put more points in the border cells where the official truncation moves peaks.
     assert 0 < vit["different_share"] < rn50["different_share"] < 1
     assert 0 < rn50["weight_without_peak_share"] <= rn50["different_share"]
+
+
+def test_the_weight_decay_difference_counts_the_norms_the_official_configs_decay():
+    import importlib.util
+
+    script_path = REPO_ROOT / "scripts" / "official_differences.py"
+    spec = importlib.util.spec_from_file_location("official_differences", script_path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    report = script.weight_decay_differences()
+    rn50 = clamp.create_model("clamp_rn50", keypoints="ap10k")
+    norm_types = (torch.nn.BatchNorm2d, torch.nn.LayerNorm)
+    unnamed_norm_weights = sum(module.weight.numel() for name, module in rn50.named_modules()
+                               if isinstance(module, norm_types) and "norm" not in name and module.weight.requires_grad)
+    # RN50: the official "bias"/"norm" keys exempt every bias but decay the norm weights not named *norm*
+    # (CLIP's bn1..3, the heads' BatchNorms, the prompt encoder's ln_*).
+    assert report["clamp_rn50"]["different"] == unnamed_norm_weights
+    assert 0 < report["clamp_vitb16"]["different"] < report["clamp_vitb16"]["trainable"] / 100

@@ -20,7 +20,7 @@ visible effects, which the paper's numbers were produced with:
 ``coarse_target="corrected"`` (:func:`rounded_cell_targets`) instead puts the peak at the rounded
 cell with weight 1 exactly when that cell is on the grid. The README's differences section gives
 the share of labelled points the two differ on under the paper's augmentation
-(``scripts/target_differences.py`` measures it).
+(``scripts/official_differences.py`` measures it).
 """
 
 from __future__ import annotations

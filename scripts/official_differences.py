@@ -1,6 +1,8 @@
-"""How often the official coarse (feature-grid) target differs from the corrected one, under the paper's
-augmentation: ``python scripts/target_differences.py [--data DIR] [--epochs N]``.
+"""The measured size of two differences from the official code (the README's differences section):
+``python scripts/official_differences.py [--data DIR] [--epochs N] [--json OUT]``.
 
+Coarse targets: how often the official coarse (feature-grid) target differs from the corrected one,
+under the paper's augmentation.
 For every labelled keypoint of every augmented training crop (256 px input, the paper's flip, half-body,
 scale, rotation and centre jitter), the official target (mmpose's integer arithmetic, the default) and
 the corrected one (peak at the rounded cell, weight 1 iff that cell is on the grid) are built on the RN50
@@ -8,6 +10,11 @@ the corrected one (peak at the rounded cell, weight 1 iff that cell is on the gr
 weight differs, and the share that officially get weight 1 with no cell at 1 (L_feature then samples a
 zero vector). The data is the synthetic AP-10K (generated on first use) unless ``--data`` names an
 AP-10K-layout folder.
+
+Weight decay: the trainable parameters of the paper's CLAMP RN50 and ViT-B/16 that the official optimiser
+configs decay and ours do not (or the reverse). mmcv's ``paramwise_cfg`` matches substrings of the
+parameter names: RN50 ``bias`` and ``norm`` take no decay, the ViTs ``norm`` only; ours exempts every
+normalisation layer and bias (``model.no_weight_decay()``). Random weights: only the names and sizes count.
 """
 
 from __future__ import annotations
@@ -62,6 +69,27 @@ def measure(root: Path, epochs: int, seed: int = 0) -> dict[str, dict[str, float
                    "weight_without_peak_share": c["weight_without_peak"] / c["points"]} for name, c in counts.items()}
 
 
+OFFICIAL_NO_DECAY = {"clamp_rn50": ("bias", "norm"), "clamp_vitb16": ("norm",)}
+
+
+def weight_decay_differences() -> dict[str, dict[str, int]]:
+    """Per model: trainable values, and those whose weight decay differs from the official config's."""
+    import clamp
+
+    report = {}
+    for name, official_keys in OFFICIAL_NO_DECAY.items():
+        model = clamp.create_model(name, keypoints="ap10k")
+        ours_exempt = model.no_weight_decay()
+        trainable = different = 0
+        for param_name, param in model.named_parameters():
+            if param.requires_grad:
+                trainable += param.numel()
+                official_exempt = any(key in param_name for key in official_keys)
+                different += param.numel() if (param_name in ours_exempt) != official_exempt else 0
+        report[name] = {"trainable": trainable, "different": different}
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="AP-10K-layout folder (default: the synthetic AP-10K)")
@@ -77,8 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, row in report.items():
         print(f"{name:<18} {row['labelled_points']:>16,} {100 * row['different_share']:>23.1f}% "
               f"{100 * row['weight_without_peak_share']:>17.1f}%")
+    decay = weight_decay_differences()
+    print(f"\n{'model':<18} {'trainable values':>16} {'weight decay differs':>24}")
+    for name, row in decay.items():
+        share = 100 * row["different"] / row["trainable"]
+        print(f"{name:<18} {row['trainable']:>16,} {row['different']:>15,} ({share:.2f}%)")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        args.json.write_text(json.dumps({"coarse_targets": report, "weight_decay": decay}, indent=2) + "\n")
     return 0
 
 
