@@ -138,7 +138,7 @@ class PoseEstimationModule(L.LightningModule):
 
     def network(self, images: torch.Tensor) -> Any:
         """The network's forward: compiled when :meth:`compile_model` was called, else the plain module."""
-        return (self._compiled or self.model)(images)
+        return (self.model if self._compiled is None else self._compiled)(images)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Mapping[str, Any], source: str = "checkpoint") -> PoseEstimationModule:
