@@ -19,21 +19,26 @@ Figures (goals in brackets; the JSON's ``goals`` says which are met):
 * ``train_ratio``: the same for one full training step (forward, the three losses of Eq. 10 for CLAMP
   and L_pred for SimpleBaseline, backward, AdamW on the trainer's parameter groups), and
   ``train_flop_ratio`` the FLOP ratio of the two steps: time beyond FLOPs shows as the difference.
-* ``train_flop_efficiency``: the CLAMP step's FLOP/s / a large dense fp32 matmul's FLOP/s in the same
-  run [>= 0.8 on the CPU].
+* ``train_flop_efficiency``: the CLAMP step's FLOP/s / a large dense fp32 matmul's FLOP/s, the matmul
+  block (``matmul_repeat`` products of ``matmul_n`` squared matrices) timed between the training steps
+  so that both see the same machine load [>= 0.8 on the CPU].
 * ``pipeline_overhead``: one whole training sample through the real ``TopDownDataset`` (read, decode,
-  crop, augment, targets, tensors) / the bare JPEG decode (PIL) of the same 1024-px images [<= 1.5];
+  crop, augment, targets, tensors) / the bare JPEG decode (PIL, straight into a numpy array) of the
+  same 1024-px images [<= 1.5];
   ``loader_samples_per_s``: a 2-worker ``DataLoader`` over that dataset.
-* ``eval_seconds_10k``: OKS evaluation of 10,000 instances, the metric's post-processing (rescoring,
-  OKS-NMS, COCO results) plus ``evaluate_keypoints`` [<= 5 s]; also at 1k and 100k, which must grow
-  linearly (``eval_linearity``: seconds per instance at the largest size / at the smallest).
+* ``eval_seconds_10k``: OKS evaluation of 10,000 instances laid out as AP-10K (54 species, one per
+  image, 1.5 animals per image), the metric's post-processing (rescoring, OKS-NMS, COCO results) plus
+  ``evaluate_keypoints`` [<= 5 s]; also at 1k and 100k, which must grow linearly (``eval_linearity``:
+  seconds per instance at the largest size / at the smallest).
 * ``train_peak_rss_gb``: peak resident memory of a fresh process running CLAMP RN50 training steps at
   batch 32 on the CPU. On a GPU: images/s and peak memory of training with bf16 autocast and
   channels_last, with and without ``torch.compile``, for each paper backbone (``gpu``).
 * ``backbones``: per architecture (paper backbones and the open_clip ones beyond the paper) params,
   GFLOPs (scripts/complexity.py conventions) and batch-1 CLAMP eval latency.
 
-The JSON also records the repetitions, the versions, the device and the thread counts.
+The JSON also records the repetitions, the versions, the device and the thread counts. Beside wall
+time it records the process CPU seconds of the same calls (``cpu_ratio``, ``*_cpu`` figures): on a
+machine shared with other jobs wall time swings with their load, CPU time much less.
 """
 
 from __future__ import annotations
@@ -98,15 +103,15 @@ PAPER_BACKBONES = ("clamp_rn50", "clamp_vitb16", "clamp_vitl14")
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
         "pair": ("clamp_rn50", "simplebaseline_rn50"), "batch": 8, "infer_reps": 7, "infer_warmup": 2,
-        "train_reps": 4, "train_warmup": 1, "matmul_n": 2048, "matmul_reps": 7,
+        "train_reps": 5, "train_warmup": 1, "matmul_n": 2048, "matmul_repeat": 12,
         "pipeline_image_size": 1024, "pipeline_images": 12, "pipeline_reps": 3, "loader_workers": 2,
-        "loader_batch": 8, "loader_epochs": 3, "eval_sizes": (1000, 10000, 100000), "eval_reps": (5, 3, 1),
-        "rss_batch": 32, "rss_steps": 2, "backbones": FULL_BACKBONES, "backbone_reps": 3,
+        "loader_batch": 8, "loader_epochs": 3, "eval_sizes": (1000, 10000, 100000), "eval_reps": (3, 2, 1),
+        "rss_batch": 32, "rss_steps": 1, "backbones": FULL_BACKBONES, "backbone_reps": 2,
         "gpu_batch": 64, "gpu_reps": 10, "gpu_warmup": 3,
     },
     "quick": {
         "pair": ("clamp_tiny_rn", "simplebaseline_tiny_rn"), "batch": 2, "infer_reps": 3, "infer_warmup": 2,
-        "train_reps": 3, "train_warmup": 1, "matmul_n": 256, "matmul_reps": 3,
+        "train_reps": 3, "train_warmup": 1, "matmul_n": 256, "matmul_repeat": 4,
         "pipeline_image_size": 256, "pipeline_images": 2, "pipeline_reps": 2, "loader_workers": 2,
         "loader_batch": 2, "loader_epochs": 1, "eval_sizes": (100, 400), "eval_reps": (2, 1),
         "rss_batch": 4, "rss_steps": 1, "backbones": QUICK_BACKBONES, "backbone_reps": 2,
@@ -134,27 +139,39 @@ def _sync(device: torch.device | None) -> None:
 
 
 def timed_side_by_side(fns: dict[str, Callable[[], Any]], reps: int, warmup: int,
-                       device: torch.device | None = None) -> dict[str, list[float]]:
-    """Seconds of each callable per repetition, after ``warmup`` untimed calls each; the order alternates
-    every repetition (A B, B A, ...) so that drifting machine load hits all alike."""
+                       device: torch.device | None = None, cpu_times: dict[str, list[float]] | None = None
+                       ) -> dict[str, list[float]]:
+    """Wall seconds of each callable per repetition, after ``warmup`` untimed calls each; the order
+    alternates every repetition (A B, B A, ...) so that drifting machine load hits all alike.
+
+    ``cpu_times``, when given, receives the process CPU seconds (all threads) of the same calls: on a
+    machine shared with other jobs they move much less than wall time when the job is descheduled.
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     _sync(device)
     times: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for rep in range(reps):
         for name in (names if rep % 2 == 0 else names[::-1]):
             _sync(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             fns[name]()
             _sync(device)
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - cpu_start)
+    if cpu_times is not None:
+        cpu_times.update(cpu)
     return times
 
 
-def _summary(seconds: list[float]) -> dict[str, Any]:
-    return {"seconds": seconds, "median_s": statistics.median(seconds)}
+def _summary(seconds: list[float], cpu_seconds: list[float] | None = None) -> dict[str, Any]:
+    out = {"seconds": seconds, "median_s": statistics.median(seconds), "min_s": min(seconds)}
+    if cpu_seconds is not None:
+        out.update(cpu_seconds=cpu_seconds, cpu_median_s=statistics.median(cpu_seconds))
+    return out
 
 
 # ---- models and steps ---------------------------------------------------------------------------
@@ -237,37 +254,50 @@ def ratio_section(settings: dict[str, Any]) -> dict[str, Any]:
 
     log(f"inference: {clamp_name} vs {baseline_name}, batch {settings['batch']}")
     infer_fns = {name: eval_forward(model) for name, model in models.items()}
-    infer_times = timed_side_by_side(infer_fns, settings["infer_reps"], settings["infer_warmup"])
+    infer_cpu: dict[str, list[float]] = {}
+    infer_times = timed_side_by_side(infer_fns, settings["infer_reps"], settings["infer_warmup"], cpu_times=infer_cpu)
     infer_flops = {name: counted_flops(fn) for name, fn in infer_fns.items()}
 
-    log("training steps")
+    log("training steps, with a dense matmul block timed between them")
     steps, fwd_bwd = {}, {}
     for name, model in models.items():
         model.train()
         steps[name], fwd_bwd[name] = make_train_step(model, batch)
-    train_times = timed_side_by_side(steps, settings["train_reps"], settings["train_warmup"])
-    train_flops = {name: counted_flops(fn) for name, fn in fwd_bwd.items()}
-
-    n = settings["matmul_n"]
+    n, repeat = settings["matmul_n"], settings["matmul_repeat"]
     a, b = torch.randn(n, n), torch.randn(n, n)
-    matmul = timed_side_by_side({"matmul": lambda: a @ b}, settings["matmul_reps"], 2)["matmul"]
-    matmul_flops_per_s = 2 * n**3 / statistics.median(matmul)
 
-    def figures(times, flops):
-        out = {name: {**_summary(times[name]), "flops": flops[name]} for name in models}
+    def matmul_block() -> None:
+        for _ in range(repeat):
+            torch.mm(a, b)
+
+    train_cpu: dict[str, list[float]] = {}
+    train_times = timed_side_by_side({**steps, "matmul": matmul_block}, settings["train_reps"],
+                                     settings["train_warmup"], cpu_times=train_cpu)
+    train_flops = {name: counted_flops(fn) for name, fn in fwd_bwd.items()}
+    matmul, matmul_cpu = train_times.pop("matmul"), train_cpu.pop("matmul")
+    matmul_flops = 2 * n**3 * repeat
+    matmul_flops_per_s = matmul_flops / statistics.median(matmul)
+    matmul_flops_per_cpu_s = matmul_flops / statistics.median(matmul_cpu)
+
+    def figures(times, cpu, flops):
+        out = {name: {**_summary(times[name], cpu[name]), "flops": flops[name]} for name in models}
         out["ratio"] = out["clamp"]["median_s"] / out["simplebaseline"]["median_s"]
+        out["cpu_ratio"] = out["clamp"]["cpu_median_s"] / out["simplebaseline"]["cpu_median_s"]
         out["pair_ratios"] = [c / s for c, s in zip(times["clamp"], times["simplebaseline"], strict=True)]
         out["flop_ratio"] = flops["clamp"] / flops["simplebaseline"]
         return out
 
-    infer, train = figures(infer_times, infer_flops), figures(train_times, train_flops)
+    infer, train = figures(infer_times, infer_cpu, infer_flops), figures(train_times, train_cpu, train_flops)
     clamp_flops_per_s = train_flops["clamp"] / train["clamp"]["median_s"]
     return {
         "models": {"clamp": clamp_name, "simplebaseline": baseline_name}, "batch": settings["batch"],
         "input_size": list(models["clamp"].input_size), "infer": infer, "train": train,
-        "matmul": {"n": n, **_summary(matmul), "flops_per_s": matmul_flops_per_s},
+        "matmul": {"n": n, "repeat": repeat, **_summary(matmul, matmul_cpu), "flops_per_s": matmul_flops_per_s,
+                   "flops_per_cpu_s": matmul_flops_per_cpu_s},
         "train_flops_per_s": {name: train_flops[name] / train[name]["median_s"] for name in models},
         "train_flop_efficiency": clamp_flops_per_s / matmul_flops_per_s,
+        # The same from CPU seconds: FLOPs per CPU-second of the step / of the matmul (load-robust).
+        "train_flop_efficiency_cpu": (train_flops["clamp"] / train["clamp"]["cpu_median_s"]) / matmul_flops_per_cpu_s,
     }
 
 
@@ -293,10 +323,10 @@ def pipeline_section(settings: dict[str, Any], workdir: Path) -> dict[str, Any]:
     dataset = TopDownDataset(data, transform, codec, seed=0, center_jitter_prob=0.3)
     paths = [data.image_path(inst.image_id) for inst in data.instances]
 
-    def decode_all() -> None:
+    def decode_all() -> None:  # the bare decode: an RGB JPEG into a numpy array, nothing else
         for path in paths:
             with Image.open(path) as image:
-                np.asarray(image.convert("RGB"))
+                np.asarray(image)
 
     epochs = itertools.count()
 
@@ -333,19 +363,21 @@ def pipeline_section(settings: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 # ---- evaluation -------------------------------------------------------------------------------
 def synthetic_predictions(n: int, seed: int = 0) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """A COCO keypoint GT of ``n`` AP-10K instances (2 per image, 10 species in 5 families) and noisy
-    predictions for it in the metric's state layout."""
-    from clamp.data.keypoints import get_keypoint_spec
+    """A COCO keypoint GT of ``n`` instances laid out as AP-10K (its 54 species in 23 families, one species
+    per image, 1-3 animals per image: 1.5 on average) and noisy predictions in the metric's state layout."""
+    from clamp.data.keypoints import AP10K_CATEGORIES, get_keypoint_spec
 
     spec = get_keypoint_spec("ap10k")
     k = spec.num_keypoints
     rng = np.random.default_rng(seed)
+    per_image = rng.choice([1, 2, 3], size=n, p=[0.6, 0.3, 0.1])
+    image_id = np.repeat(np.arange(1, n + 1), per_image)[:n]
+    species = np.array([c.id for c in AP10K_CATEGORIES])
+    category_id = rng.choice(species, size=image_id[-1])[image_id - 1]
     wh = rng.uniform(80, 400, size=(n, 2))
     xy = rng.uniform(0, 600, size=(n, 2))
     points = xy[:, None] + rng.uniform(0, 1, size=(n, k, 2)) * wh[:, None]
     visible = rng.random((n, k)) < 0.8
-    image_id = np.arange(n) // 2 + 1
-    category_id = rng.integers(1, 11, size=n)
     gt_kpts = np.concatenate([points * visible[..., None], 2.0 * visible[..., None]], axis=-1).round()
     annotations = [{"id": i + 1, "image_id": int(image_id[i]), "category_id": int(category_id[i]),
                     "bbox": [float(xy[i, 0]), float(xy[i, 1]), float(wh[i, 0]), float(wh[i, 1])],
@@ -354,8 +386,8 @@ def synthetic_predictions(n: int, seed: int = 0) -> tuple[dict[str, Any], dict[s
     gt = {"images": [{"id": int(i), "width": 1000, "height": 1000, "file_name": f"{i}.jpg"}
                      for i in np.unique(image_id)],
           "annotations": annotations,
-          "categories": [{"id": c, "name": f"species{c}", "supercategory": f"family{c % 5}",
-                          "keypoints": list(spec.keypoint_names), "skeleton": []} for c in range(1, 11)]}
+          "categories": [{"id": c.id, "name": c.name, "supercategory": c.family,
+                          "keypoints": list(spec.keypoint_names), "skeleton": []} for c in AP10K_CATEGORIES]}
     noise = rng.normal(0, 1, size=(n, k, 2)) * 0.05 * np.sqrt(wh.prod(axis=1))[:, None, None]
     scores = rng.uniform(0.1, 1.0, size=(n, k, 1))
     states = {"keypoints": np.concatenate([points + noise, scores], axis=-1).astype(np.float32),
@@ -462,7 +494,8 @@ def throughput(name: str, device: torch.device, batch_size: int, reps: int, warm
     total = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"model": name, "batch": batch_size, "bf16": bf16, "channels_last": channels_last, "compile": compile,
+    return {"model": name, "device": str(device), "batch": batch_size, "bf16": bf16, "channels_last": channels_last,
+            "compile": compile,
             **_summary(seconds), "images_per_s": batch_size / statistics.median(seconds),
             "peak_memory_gb": peak / 2**30, "wall_s_with_warmup": total}
 
@@ -568,6 +601,8 @@ def format_report(report: dict[str, Any]) -> str:
                      f"{q['train']['simplebaseline']['flops'] / 1e9:>10.1f}   (2 per multiply-add, fwd+bwd)")
         lines.append(f"train GFLOP/s: CLAMP {q['train_flops_per_s']['clamp'] / 1e9:.1f}, matmul {q['matmul']['n']}^2 "
                      f"{q['matmul']['flops_per_s'] / 1e9:.1f} -> efficiency {q['train_flop_efficiency']:.2f}")
+        lines.append(f"from CPU seconds (load-robust): eval ratio {q['infer']['cpu_ratio']:.3f}, train ratio "
+                     f"{q['train']['cpu_ratio']:.3f}, FLOP efficiency {q['train_flop_efficiency_cpu']:.2f}")
     if "pipeline" in r:
         p = r["pipeline"]
         lines += ["", f"data: {p['samples']} samples of {p['images']} {p['image_size']}-px JPEGs: sample "
@@ -624,7 +659,8 @@ def run(quick: bool, device: torch.device, sections: tuple[str, ...] = SECTIONS)
         report["ratios"] = q = timed("ratios", lambda: ratio_section(settings))
         report.update(infer_ratio=q["infer"]["ratio"], infer_flop_ratio=q["infer"]["flop_ratio"],
                       train_ratio=q["train"]["ratio"], train_flop_ratio=q["train"]["flop_ratio"],
-                      train_flop_efficiency=q["train_flop_efficiency"])
+                      train_flop_efficiency=q["train_flop_efficiency"], infer_cpu_ratio=q["infer"]["cpu_ratio"],
+                      train_cpu_ratio=q["train"]["cpu_ratio"], train_flop_efficiency_cpu=q["train_flop_efficiency_cpu"])
     if "pipeline" in sections:
         with tempfile.TemporaryDirectory(prefix="clamp-benchmark-") as workdir:
             report["pipeline"] = p = timed("pipeline", lambda: pipeline_section(settings, Path(workdir)))

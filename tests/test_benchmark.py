@@ -54,7 +54,7 @@ def test_timed_figures_record_their_repetitions_and_medians(quick_run, benchmark
         assert len(ratios[section]["pair_ratios"]) == reps
     infer = ratios["infer"]
     assert quick_run["infer_ratio"] == infer["clamp"]["median_s"] / infer["simplebaseline"]["median_s"]
-    assert len(ratios["matmul"]["seconds"]) == settings["matmul_reps"] and _positive(ratios["matmul"]["flops_per_s"])
+    assert len(ratios["matmul"]["seconds"]) == settings["train_reps"] and _positive(ratios["matmul"]["flops_per_s"])
     pipeline = quick_run["pipeline"]
     assert len(pipeline["sample_s"]["seconds"]) == settings["pipeline_reps"] and pipeline["samples"] > 0
     for size in settings["eval_sizes"]:
