@@ -5,6 +5,9 @@ Usage::
     python scripts/complexity.py            # table with the paper's numbers and relative differences
     python scripts/complexity.py --json     # JSON list: model, params_total, params_trainable, gflops, ...
     python scripts/complexity.py --models clamp_rn50 simplebaseline_rn50
+    python scripts/complexity.py --backbones RN101 EVA02-B-16   # beyond the paper: CLAMP and SimpleBaseline
+                                                                # on any supported open_clip architecture
+    python scripts/complexity.py --models --backbones all       # only the BACKBONES rows
 
 Every model is built with ``clamp.models.create_model(name, pretrained=None)`` (random weights; the
 counts do not depend on them) at its registered input size: 256x256, ViT-L/14 224x224.
@@ -98,6 +101,10 @@ MODELS = (
     "clamp_vitl14",
 )
 
+#: open_clip architectures beyond the paper (``--backbones all``), built as ``create_model(kind, backbone=arch)``
+#: at their family's default input (256 px; 224 px for patch 14).
+BACKBONES = ("RN101", "RN50x4", "ViT-B-32", "ViT-L-14-336", "convnext_base", "EVA02-B-16")
+
 #: Table 7 of the paper: model -> (params in M, GFLOPs) at 256x256. Its "SimpleBaseline ResNet-50" row is
 #: compared with both ResNet-50 SimpleBaselines (see the docstring for why it is the CLIP one).
 PAPER_TABLE7 = {
@@ -189,13 +196,13 @@ def inference_gflops(model: nn.Module, image_size: tuple[int, int]) -> dict[str,
     }
 
 
-def measure(name: str) -> dict[str, Any]:
-    """Build ``name`` with random weights and measure it."""
+def measure(name: str, backbone: str | None = None) -> dict[str, Any]:
+    """Build ``name`` (a registered model, or a kind on ``backbone``) with random weights and measure it."""
     start = time.monotonic()
-    model = create_model(name, pretrained=None)
+    model = create_model(name, pretrained=None, **({} if backbone is None else {"backbone": backbone}))
     counts = count_parameters(model)
     return {
-        "model": name,
+        "model": name if backbone is None else f"{name}_openclip:{backbone}",
         "input_size": list(model.input_size),
         **counts,
         "params_excluding_text_encoder": counts["params_total"] - counts["params_text_encoder"],
@@ -210,13 +217,13 @@ def _relative(ours: float, paper: float) -> float:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A text table of the measurements beside Table 7, with relative differences and tolerance flags."""
-    header = (f"{'model':<30} {'input':>7} {'params(M)':>9} {'text(M)':>7} {'GF(all)':>7} {'GFLOPs':>7} | "
+    header = (f"{'model':<38} {'input':>7} {'params(M)':>9} {'text(M)':>7} {'GF(all)':>7} {'GFLOPs':>7} | "
               f"{'paperM':>6} {'dParams':>8} {'paperGF':>7} {'dGFLOPs':>9} {'dGF(all)':>8}  ok")
     lines = [header, "-" * len(header)]
     for row in rows:
         params = row["params_excluding_text_encoder"] / 1e6
         size = "x".join(str(s) for s in row["input_size"])
-        line = (f"{row['model']:<30} {size:>7} {params:>9.1f} {row['params_text_encoder'] / 1e6:>7.1f} "
+        line = (f"{row['model']:<38} {size:>7} {params:>9.1f} {row['params_text_encoder'] / 1e6:>7.1f} "
                 f"{row['gflops_all']:>7.2f} {row['gflops']:>7.2f} | ")
         paper = PAPER_TABLE7.get(row["model"])
         if paper is None:
@@ -242,14 +249,20 @@ def main(argv: list[str] | None = None) -> int:
     """Measure the models and print a table (default) or JSON (``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, metavar="NAME",
-                        help=f"subset of {', '.join(MODELS)}")
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS, metavar="NAME",
+                        help=f"subset of {', '.join(MODELS)} (none: only --backbones)")
+    parser.add_argument("--backbones", nargs="+", default=[], metavar="ARCH",
+                        help=f"also CLAMP and SimpleBaseline on these open_clip architectures ('all': "
+                             f"{', '.join(BACKBONES)})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    backbones = list(BACKBONES) if args.backbones == ["all"] else args.backbones
+    jobs = [(name, None) for name in args.models]
+    jobs += [(kind, arch) for arch in backbones for kind in ("simplebaseline", "clamp")]
     rows = []
-    for name in args.models:
-        rows.append(measure(name))
-        print(f"measured {name} in {rows[-1]['seconds']:.0f} s", file=sys.stderr)
+    for name, arch in jobs:
+        rows.append(measure(name) if arch is None else measure(name, arch))
+        print(f"measured {rows[-1]['model']} in {rows[-1]['seconds']:.0f} s", file=sys.stderr)
         gc.collect()
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
     return 0

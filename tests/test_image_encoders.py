@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
+import open_clip
 import pytest
 import torch
 from torch import nn
 
-from clamp.models.clip_backbone import load_open_clip
+from clamp.models.clip_backbone import TINY_CONFIGS, load_open_clip
 from clamp.models.image_encoders import (
     DenseCLIPResNet,
     DenseCLIPViT,
@@ -161,9 +164,12 @@ def test_build_clip_image_encoder_rejects_unknown_towers():
 
 
 def test_vit_with_average_pooling_is_rejected():
-    model = load_open_clip("tiny-vit", None, image_size=64, vision_cfg={"pool_type": "avg"})
-    with pytest.raises(ValueError, match="pool_type"):
-        DenseCLIPViT(model.visual)
+    with pytest.raises(ValueError, match="pooled by avg"):  # by the loader, before anything is built
+        load_open_clip("tiny-vit", None, image_size=64, vision_cfg={"pool_type": "avg"})
+    cfg = copy.deepcopy(TINY_CONFIGS["tiny-vit"])
+    cfg["vision_cfg"].update(pool_type="avg", image_size=64)
+    with pytest.raises(ValueError, match="pool_type"):  # and by the encoder, for a tower built by hand
+        DenseCLIPViT(open_clip.CLIP(**cfg).visual)
 
 
 def test_imagenet_resnet50_trunk_has_stride_32_and_no_projector():

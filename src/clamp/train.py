@@ -119,6 +119,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     if cfg.speed.channels_last:
         module = module.to(memory_format=torch.channels_last)
+    if cfg.speed.get("compile"):
+        module.compile_model(None if cfg.speed.compile is True else str(cfg.speed.compile))
     datamodule = build_datamodule(cfg, module.model, output_dir)
     trainer = build_trainer(cfg, output_dir)
     quiet_other_ranks(trainer)

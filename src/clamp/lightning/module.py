@@ -124,6 +124,21 @@ class PoseEstimationModule(L.LightningModule):
         self.skipped: dict[str, list[str]] = {"train": [], "val": [], "test": []}
         self.nonfinite_steps: list[int] = []
         self._rng_to_restore: Mapping[str, Any] | None = None
+        self._compiled: Any = None
+
+    # ---- speed.compile --------------------------------------------------------------------
+    def compile_model(self, mode: str | None = None) -> None:
+        """Run the network through ``torch.compile(model, mode=mode)`` in training and evaluation.
+
+        The compiled callable is stored outside the registered modules (``object.__setattr__``), so
+        ``state_dict()`` keys, checkpoints and the rebuild recipe stay those of the plain network; it
+        shares the network's parameters, so optimisers, EMA and DDP see the same tensors.
+        """
+        object.__setattr__(self, "_compiled", torch.compile(self.model, mode=mode))
+
+    def network(self, images: torch.Tensor) -> Any:
+        """The network's forward: compiled when :meth:`compile_model` was called, else the plain module."""
+        return (self.model if self._compiled is None else self._compiled)(images)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Mapping[str, Any], source: str = "checkpoint") -> PoseEstimationModule:
@@ -161,7 +176,7 @@ class PoseEstimationModule(L.LightningModule):
         self.note_skipped("train", batch)
         if "image" not in batch:
             return None
-        output = self.model(batch["image"])
+        output = self.network(batch["image"])
         cfg = self.hparams.loss
         terms = clamp_total_loss(
             output,
@@ -260,9 +275,9 @@ class PoseEstimationModule(L.LightningModule):
         """Keypoint heatmaps, averaged with the flipped image's when flip test is on."""
         ev = self.hparams.evaluation
         if ev.get("flip_test", True):
-            return flip_test(lambda x: self.model(x).heatmaps, images, self.keypoint_spec.flip_index,
+            return flip_test(lambda x: self.network(x).heatmaps, images, self.keypoint_spec.flip_index,
                              shift=ev.get("shift_heatmap", True))
-        return self.model(images).heatmaps
+        return self.network(images).heatmaps
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self.note_skipped("val", batch)

@@ -6,6 +6,14 @@ channels RN50 256 / ViT K. Training defaults (the per-backbone loss weights and 
 multiplier) are the trainer's, in ``conf/backbone/*.yaml``. Names follow one rule, ``<kind>_<backbone>``.
 The ``tiny_*`` configs use the random-weight tiny open_clip configs of :mod:`clamp.models.clip_backbone`
 at 64 px for tests and the offline demo.
+
+Beyond the registry, any supported open_clip architecture (:mod:`clamp.models.clip_backbone`) is built
+by kind and backbone: ``create_model("clamp", backbone="EVA02-B-16")``, or by the name
+``"<kind>_openclip:<ARCH>"`` that the Hydra ``backbone=openclip`` group composes
+(``clamp_openclip:EVA02-B-16``). Their architecture follows the official one by family: input the
+stride multiple nearest 256 px with a power-of-two grid (:func:`~clamp.models.clip_backbone.default_input_size`:
+256 px for strides 32 and 16, 224 px for patch 14), heatmap 64, keypoint-head deconvs 256, score-map
+upsampler deconvs 256 for convolutional towers (RN50's) and K for ViTs, context decoder width 256.
 """
 
 from __future__ import annotations
@@ -19,7 +27,14 @@ from open_clip.transformer import QuickGELU
 
 from clamp.errors import ClampError, did_you_mean
 from clamp.keypoints import KeypointSpec, get_keypoint_spec
-from clamp.models.clip_backbone import load_open_clip
+from clamp.models.clip_backbone import (
+    CONV_FAMILIES,
+    backbone_family,
+    default_input_size,
+    load_open_clip,
+    text_tower,
+    vision_stride,
+)
 from clamp.models.image_encoders import ImageNetResNet50, build_clip_image_encoder
 from clamp.models.pose_models import CLAMP, PoseModel, SimpleBaseline
 from clamp.models.text import CONTEXT_LENGTH, FrozenTextEncoder
@@ -63,7 +78,12 @@ _REGISTRY: dict[str, ModelConfig] = {
     "simplebaseline_tiny_rn_imagenet": ModelConfig("simplebaseline", IMAGENET_TINY_RESNET, 64, 16, deconv_channels=32),
 }
 
-_COMMON_OVERRIDES = ("input_size", "heatmap_size", "num_deconv", "deconv_channels", "quick_gelu")
+KINDS = ("clamp", "simplebaseline")
+#: ``<kind>_openclip:<ARCH>``: the name of a model on any supported open_clip architecture.
+OPENCLIP_NAME = "{kind}_openclip:{arch}"
+_OPENCLIP_INFIX = "_openclip:"
+
+_COMMON_OVERRIDES = ("input_size", "heatmap_size", "num_deconv", "deconv_channels", "quick_gelu", "backbone_overrides")
 _CLAMP_OVERRIDES = _COMMON_OVERRIDES + (
     "prompt_source", "num_context", "context_length", "use_prompt_encoder", "prompt_encoder_heads",
     "decoder_width", "decoder_heads", "decoder_layers", "decoder_dropout", "gamma_init", "spatial_upsample",
@@ -72,21 +92,40 @@ _CLAMP_OVERRIDES = _COMMON_OVERRIDES + (
 
 
 def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`."""
+    """Registered names accepted by :func:`create_model` (any open_clip arch: ``create_model(kind, backbone=)``)."""
     return sorted(_REGISTRY)
 
 
-def _config(name: str) -> ModelConfig:
-    try:
+def _config(name: str, backbone: str | None = None,
+            backbone_overrides: Mapping[str, Any] | None = None) -> ModelConfig:
+    """The registered config of ``name``, or the family-default config of ``kind`` on ``backbone``."""
+    if name in _REGISTRY:
+        if backbone is not None:
+            raise TypeError(f"create_model('{name}'): a registered model fixes its backbone "
+                            f"({_REGISTRY[name].backbone}); for another one use create_model("
+                            f"'{_REGISTRY[name].kind}', backbone={backbone!r})")
         return _REGISTRY[name]
-    except KeyError:
+    kind, arch = name, backbone
+    if _OPENCLIP_INFIX in name:
+        kind, _, arch = name.partition(_OPENCLIP_INFIX)
+        if backbone is not None and backbone != arch:
+            raise TypeError(f"create_model('{name}'): the name says backbone {arch!r}, backbone= says {backbone!r}")
+    if kind not in KINDS or (name in KINDS and backbone is None) or not arch:
+        hint = (f"; the kinds {list(KINDS)} need backbone=<open_clip arch>" if name in KINDS else
+                f"; any open_clip architecture: create_model('clamp', backbone='RN101') or "
+                f"'{OPENCLIP_NAME.format(kind='clamp', arch='RN101')}'")
         raise UnknownModelError(f"Unknown model '{name}'{did_you_mean(name, _REGISTRY)}. Available models: "
-                                f"{', '.join(list_models())}") from None
+                                f"{', '.join(list_models())}{hint}") from None
+    overrides = dict(backbone_overrides or {})
+    family = backbone_family(arch, **overrides)
+    stride = vision_stride(arch, **overrides)
+    return ModelConfig(kind, arch, default_input_size(stride), 64,
+                       spatial_deconv_channels=256 if family in CONV_FAMILIES else None)
 
 
-def model_defaults(name: str) -> dict[str, Any]:
-    """The registered architecture of ``name`` (kind, backbone, input and heatmap size)."""
-    cfg = _config(name)
+def model_defaults(name: str, backbone: str | None = None) -> dict[str, Any]:
+    """The architecture of ``name`` (on ``backbone`` for a bare kind): kind, backbone, input and heatmap size."""
+    cfg = _config(name, backbone)
     return {"kind": cfg.kind, "backbone": cfg.backbone, "input_size": cfg.input_size,
             "heatmap_size": cfg.heatmap_size}
 
@@ -104,25 +143,37 @@ def create_model(
     name: str,
     pretrained: str | None = None,
     keypoints: str | KeypointSpec | Mapping[str, Any] = "ap10k",
+    *,
+    backbone: str | None = None,
     **overrides: Any,
 ) -> PoseModel:
-    """Build a registered model.
+    """Build a registered model, or a CLAMP / SimpleBaseline on any supported open_clip architecture.
 
     Args:
-        name: one of :func:`list_models`.
+        name: one of :func:`list_models`; or a kind, ``"clamp"`` / ``"simplebaseline"``, with ``backbone``;
+            or ``"<kind>_openclip:<ARCH>"`` (what ``backbone=openclip`` composes in Hydra).
         pretrained: backbone weights: ``None`` (random), an open_clip tag (``"openai"``) or a CLIP weight
             file for CLIP backbones; ``"imagenet"`` or a torchvision state-dict file for the ImageNet
             ResNet-50. CLIP weights fill both the image and the (frozen) text tower.
         keypoints: a registered :class:`KeypointSpec` name, a spec, or its dict form.
+        backbone: with a bare kind: an open_clip architecture (``"RN101"``, ``"ViT-B-32"``,
+            ``"ViT-L-14-336"``, ``"convnext_base"``, ``"EVA02-B-16"``, ...; see
+            :func:`clamp.models.clip_backbone.backbone_family`) or a tiny config name.
         **overrides: constructor options, e.g. ``input_size`` (int, square), ``heatmap_size``,
-            ``use_prompt_encoder``, ``spatial_upsample``, ``prompt_source``, ``num_context``; an unknown key
-            raises with the list of valid ones.
+            ``use_prompt_encoder``, ``spatial_upsample``, ``prompt_source``, ``num_context``;
+            ``backbone_overrides`` (open_clip config keys merged into the architecture's, e.g.
+            ``{"embed_dim": 64, "vision_cfg": {"width": 64, "layers": 2}}``); an unknown key raises with
+            the list of valid ones.
 
     Returns:
-        The model, with ``model.config`` = ``{"name", "keypoints", **overrides}`` such that
+        The model, with ``model.config`` = ``{"name", "keypoints", ["backbone",] **overrides}`` such that
         ``create_model(**model.config)`` rebuilds the architecture (weights then come from a checkpoint).
     """
-    cfg = _config(name)
+    backbone_overrides = overrides.get("backbone_overrides") or {}
+    if not isinstance(backbone_overrides, Mapping):
+        raise TypeError(f"create_model('{name}'): backbone_overrides must be a dict of open_clip config keys, "
+                        f"got {type(backbone_overrides).__name__}")
+    cfg = _config(name, backbone, backbone_overrides)
     allowed = _CLAMP_OVERRIDES if cfg.kind == "clamp" else _COMMON_OVERRIDES
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
@@ -131,6 +182,7 @@ def create_model(
         )
     spec = get_keypoint_spec(keypoints)
     opts = dict(overrides)
+    opts.pop("backbone_overrides", None)
     input_size = opts.pop("input_size", cfg.input_size)
     if not isinstance(input_size, int) or isinstance(input_size, bool):
         raise TypeError(
@@ -140,18 +192,20 @@ def create_model(
     quick_gelu = opts.pop("quick_gelu", None)
     opts.setdefault("deconv_channels", cfg.deconv_channels)
     config: dict[str, Any] = {"name": name, "keypoints": spec.to_dict(), **overrides}
+    if name in KINDS:
+        config["backbone"] = cfg.backbone
 
     if cfg.backbone in (IMAGENET_RESNET50, IMAGENET_TINY_RESNET):
-        if quick_gelu is not None:
-            raise TypeError(f"create_model('{name}'): quick_gelu applies to CLIP backbones only")
+        if quick_gelu is not None or backbone_overrides:
+            raise TypeError(f"create_model('{name}'): quick_gelu and backbone_overrides apply to CLIP backbones only")
         image_encoder = ImageNetResNet50(weights=pretrained, tiny=cfg.backbone == IMAGENET_TINY_RESNET)
         clip_model = None
     else:
-        clip_kwargs = {} if quick_gelu is None else {"quick_gelu": bool(quick_gelu)}
+        clip_kwargs = {**backbone_overrides, **({} if quick_gelu is None else {"quick_gelu": bool(quick_gelu)})}
         clip_model = load_open_clip(cfg.backbone, pretrained, image_size=input_size, **clip_kwargs)
         image_encoder = build_clip_image_encoder(clip_model)
         # Record the activation actually built (a tag may set it) so that a rebuild matches the weights.
-        config["quick_gelu"] = isinstance(clip_model.transformer.resblocks[0].mlp.gelu, QuickGELU)
+        config["quick_gelu"] = isinstance(text_tower(clip_model).transformer.resblocks[0].mlp.gelu, QuickGELU)
 
     if cfg.kind == "clamp":
         opts.setdefault("spatial_deconv_channels", cfg.spatial_deconv_channels)

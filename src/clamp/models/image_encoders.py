@@ -12,7 +12,12 @@ All encoders expose ``feature_channels``, ``embed_dim`` (None without a projecto
 pixels per feature cell); inputs must be multiples of ``stride`` so that the grid maps back exactly.
 
 The CLIP encoders reuse the submodules of an open_clip ``CLIP.visual`` (weights included), so weights
-loaded by :func:`clamp.models.clip_backbone.load_open_clip` are used unchanged.
+loaded by :func:`clamp.models.clip_backbone.load_open_clip` are used unchanged. Four families:
+open_clip's ModifiedResNet (:class:`DenseCLIPResNet`) and VisionTransformer (:class:`DenseCLIPViT`), and
+timm trunks wrapped by open_clip's ``TimmModel``: EVA / timm ViT (:class:`DenseTimmViT`) and ConvNeXt
+(:class:`DenseTimmConvNeXt`). Each takes F_origin from the last stage, applies the tower's own
+joint-space projection at every position, returns the tower's own pooled embedding as the global one,
+and derives ``stride`` from the tower.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.modified_resnet import ModifiedResNet
@@ -34,7 +38,8 @@ from clamp.models.weight_files import PretrainedWeightsError, read_state_dict, r
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageFeatures", "DenseCLIPResNet", "DenseCLIPViT", "ImageNetResNet50", "build_clip_image_encoder"]
+__all__ = ["ImageFeatures", "DenseCLIPResNet", "DenseCLIPViT", "DenseTimmConvNeXt", "DenseTimmViT", "ImageNetResNet50",
+           "build_clip_image_encoder"]
 
 
 @dataclass
@@ -190,15 +195,153 @@ class DenseCLIPViT(nn.Module):
         return out[:, 0], dense
 
 
-def build_clip_image_encoder(clip_model: open_clip.CLIP) -> DenseCLIPResNet | DenseCLIPViT:
-    """The dense encoder for ``clip_model.visual``: ModifiedResNet -> ResNet variant, ViT -> ViT variant."""
+def _projected_width(visual: nn.Module, last: nn.Module | None) -> int:
+    """Width of a timm tower's joint-space output: open_clip's head, else the trunk's last ``Linear``."""
+    head = visual.head
+    if hasattr(head, "proj"):
+        return head.proj.out_features
+    if hasattr(head, "mlp"):
+        return head.mlp.fc2.out_features
+    if isinstance(last, nn.Linear):
+        return last.out_features
+    return int(visual.trunk.num_features)
+
+
+class DenseTimmViT(nn.Module):
+    """A timm ViT trunk (EVA / EVA02, timm ``VisionTransformer``) of an open_clip ``TimmModel``, made dense.
+
+    The trunk runs at the model's input size (its position table resized at build, RoPE grids included).
+    F_origin = the last block's patch tokens before the final norm, (B, width, h, w), as for the CLIP ViT.
+    Projector = what the trunk and open_clip put after the blocks, applied to every token: ``norm``, then
+    per patch token ``fc_norm`` and the classifier ``head`` (EVA02-CLIP's projection to the joint space) and
+    open_clip's ``head`` (a ``linear`` / ``mlp`` projection, when the config has one). The global
+    embedding is the tower's own pooled output (class token or the patch average): identical to
+    ``CLIP.encode_image``.
+    """
+
+    def __init__(self, visual: nn.Module) -> None:
+        """Wrap ``visual`` (an open_clip ``TimmModel`` with a ViT trunk; shares its modules and weights)."""
+        super().__init__()
+        from timm.models.eva import Eva
+        from timm.models.vision_transformer import VisionTransformer
+
+        trunk = getattr(visual, "trunk", None)
+        if not isinstance(trunk, (Eva, VisionTransformer)):
+            raise TypeError(f"DenseTimmViT needs a timm EVA or VisionTransformer trunk, got {type(trunk).__name__}")
+        problems = []
+        if getattr(trunk, "attn_pool", None) is not None or trunk.global_pool not in ("token", "avg"):
+            problems.append(f"global_pool={trunk.global_pool!r} (need 'token' or 'avg')")
+        if getattr(trunk, "dynamic_img_size", False):
+            problems.append("dynamic_img_size")
+        if "pool" in dict(visual.head.named_children()):
+            problems.append("an open_clip attention pool")
+        patch_h, patch_w = trunk.patch_embed.patch_size
+        if patch_h != patch_w:
+            problems.append(f"non-square patches {trunk.patch_embed.patch_size}")
+        if problems:
+            raise ValueError(f"DenseTimmViT cannot use this {type(trunk).__name__}: {', '.join(problems)}")
+        self.visual = visual
+        self.feature_channels = int(trunk.num_features)
+        self.embed_dim = _projected_width(visual, trunk.head)
+        self.stride = int(trunk.feature_info[-1]["reduction"])
+        self.num_prefix_tokens = int(trunk.num_prefix_tokens)
+
+    def forward(self, images: Tensor, project: bool = True) -> ImageFeatures:
+        """Images (B, 3, H, W) -> F_origin (B, width, H/p, W/p), and with ``project`` dense F and the
+        global embedding (SimpleBaseline skips the projector)."""
+        _check_input(images, self.stride, type(self).__name__)
+        trunk = self.visual.trunk
+        if not project:
+            (features,) = trunk.forward_intermediates(images, indices=1, norm=False, output_fmt="NCHW",
+                                                      intermediates_only=True)
+            return ImageFeatures(features=features, dense=None, global_embedding=None)
+        tokens, (features,) = trunk.forward_intermediates(images, indices=1, norm=False, output_fmt="NCHW")
+        global_embedding, dense = self.project(tokens, tuple(features.shape[-2:]))
+        return ImageFeatures(features=features, dense=dense, global_embedding=global_embedding)
+
+    def projector_parameters(self) -> list[nn.Parameter]:
+        """Parameters used only by :meth:`project` (final norm, fc_norm, heads)."""
+        trunk = self.visual.trunk
+        return [p for module in (trunk.norm, trunk.fc_norm, trunk.head, self.visual.head) for p in module.parameters()]
+
+    def project(self, tokens: Tensor, grid: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """The projector on the normed (B, prefix + h*w, width) tokens -> (global (B, C), dense (B, C, h, w))."""
+        trunk, head = self.visual.trunk, self.visual.head
+        global_embedding = head(trunk.forward_head(tokens))
+        patches = tokens[:, self.num_prefix_tokens:]
+        dense = head(trunk.head(trunk.head_drop(trunk.fc_norm(patches))))
+        return global_embedding, dense.transpose(1, 2).reshape(dense.shape[0], -1, *grid)
+
+
+class DenseTimmConvNeXt(nn.Module):
+    """A timm ConvNeXt trunk of an open_clip ``TimmModel``, made dense.
+
+    F_origin = the last stage's feature map (B, C, H/32, W/32). Projector = the trunk's head without its
+    pooling (LayerNorm over channels, the optional pre-logits MLP) and open_clip's projection, applied at
+    every position; the global embedding is the tower's own pooled output (average pool, norm,
+    projection), identical to ``CLIP.encode_image``.
+    """
+
+    def __init__(self, visual: nn.Module) -> None:
+        """Wrap ``visual`` (an open_clip ``TimmModel`` with a ConvNeXt trunk; shares its modules and weights)."""
+        super().__init__()
+        from timm.layers import NormMlpClassifierHead
+        from timm.models.convnext import ConvNeXt
+
+        trunk = getattr(visual, "trunk", None)
+        if not isinstance(trunk, ConvNeXt) or not isinstance(trunk.head, NormMlpClassifierHead):
+            raise TypeError(f"DenseTimmConvNeXt needs a timm ConvNeXt trunk with its norm head, got "
+                            f"{type(trunk).__name__}")
+        if "pool" in dict(visual.head.named_children()):
+            raise ValueError("DenseTimmConvNeXt cannot use an open_clip attention pool")
+        self.visual = visual
+        self.feature_channels = int(trunk.num_features)
+        self.embed_dim = _projected_width(visual, trunk.head.fc)
+        self.stride = int(trunk.feature_info[-1]["reduction"])
+
+    def forward(self, images: Tensor, project: bool = True) -> ImageFeatures:
+        """Images (B, 3, H, W) -> F_origin (B, C, H/32, W/32), and with ``project`` dense F and the global
+        embedding (SimpleBaseline skips the projector)."""
+        _check_input(images, self.stride, type(self).__name__)
+        trunk = self.visual.trunk
+        features = trunk.stages(trunk.stem(images))
+        if not project:
+            return ImageFeatures(features=features, dense=None, global_embedding=None)
+        global_embedding, dense = self.project(features)
+        return ImageFeatures(features=features, dense=dense, global_embedding=global_embedding)
+
+    def projector_parameters(self) -> list[nn.Parameter]:
+        """Parameters used only by :meth:`project` (norm_pre, the trunk's head, open_clip's head)."""
+        trunk = self.visual.trunk
+        return [p for module in (trunk.norm_pre, trunk.head, self.visual.head) for p in module.parameters()]
+
+    def project(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """F_origin -> (global (B, C_emb), dense F (B, C_emb, h, w)): the head at every position."""
+        trunk, head = self.visual.trunk, self.visual.head
+        x = trunk.norm_pre(features)
+        global_embedding = head(trunk.forward_head(x))
+        cls = trunk.head
+        dense = head(cls.fc(cls.drop(cls.pre_logits(cls.norm(x).permute(0, 2, 3, 1)))))
+        return global_embedding, dense.permute(0, 3, 1, 2)
+
+
+def build_clip_image_encoder(clip_model: nn.Module) -> nn.Module:
+    """The dense encoder for ``clip_model.visual``: ModifiedResNet -> :class:`DenseCLIPResNet`, ViT ->
+    :class:`DenseCLIPViT`, timm EVA / ViT trunk -> :class:`DenseTimmViT`, timm ConvNeXt ->
+    :class:`DenseTimmConvNeXt`."""
+    from open_clip.timm_model import TimmModel
+
     visual = getattr(clip_model, "visual", None)
     if isinstance(visual, ModifiedResNet):
         return DenseCLIPResNet(visual)
     if isinstance(visual, VisionTransformer):
         return DenseCLIPViT(visual)
+    if isinstance(visual, TimmModel):
+        from timm.models.convnext import ConvNeXt
+
+        return DenseTimmConvNeXt(visual) if isinstance(visual.trunk, ConvNeXt) else DenseTimmViT(visual)
     raise TypeError(f"no dense encoder for a CLIP vision tower of type {type(visual).__name__}; "
-                    "supported: open_clip ModifiedResNet and VisionTransformer")
+                    "supported: open_clip ModifiedResNet, VisionTransformer and timm EVA / ViT / ConvNeXt trunks")
 
 
 class ImageNetResNet50(nn.Module):

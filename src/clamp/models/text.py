@@ -112,11 +112,15 @@ class FrozenTextEncoder(nn.Module):
     """
 
     def __init__(self, clip_model: nn.Module, context_length: int = CONTEXT_LENGTH) -> None:
+        """Take the text tower of ``clip_model``: an open_clip ``CLIP``, ``CustomTextCLIP`` or ``TextTransformer``."""
         super().__init__()
-        if getattr(clip_model, "text_pool_type", "argmax") != "argmax":
+        if isinstance(getattr(clip_model, "text", None), nn.Module):  # CustomTextCLIP keeps it in .text
+            clip_model = clip_model.text
+        pool_type = getattr(clip_model, "text_pool_type", getattr(clip_model, "pool_type", "argmax"))
+        if pool_type != "argmax" or getattr(clip_model, "cls_emb", None) is not None:
             raise ValueError(
                 f"FrozenTextEncoder needs a CLIP text tower pooled at the EOT token (argmax), "
-                f"got pool_type='{clip_model.text_pool_type}'"
+                f"got pool_type='{pool_type}'"
             )
         if clip_model.positional_embedding.shape[0] < context_length:
             raise ValueError(

@@ -183,50 +183,63 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return {k: v for k, v in checkpoint.items() if k not in _OPENAI_SETTINGS_KEYS}
 
 
-def resize_grid_embedding(table: Tensor, grid: tuple[int, int]) -> Tensor:
-    """Resize a ``(1 + h*w, C)`` positional table (class position first) to ``grid`` = (h', w').
+def resize_grid_embedding(table: Tensor, grid: tuple[int, int], prefix: int = 1) -> Tensor:
+    """Resize a ``(prefix + h*w, C)`` positional table (class/register positions first) to ``grid`` = (h', w').
 
     The square source grid is interpolated bilinearly with ``align_corners=False`` (as the official
-    CLAMP/DenseCLIP code does); the class position is kept unchanged. Computed in fp32, returned in the
-    input dtype.
+    CLAMP/DenseCLIP code does); the ``prefix`` leading positions (the class position for CLIP) are kept
+    unchanged. Computed in fp32, returned in the input dtype.
     """
-    tokens = table.shape[0] - 1
+    tokens = table.shape[0] - prefix
     side = math.isqrt(tokens)
     if side * side != tokens:
         raise ValueError(f"positional table with {tokens} grid rows is not a square grid")
     if (side, side) == tuple(grid):
         return table
-    cls_pos, spatial = table[:1], table[1:].float()
+    prefix_pos, spatial = table[:prefix], table[prefix:].float()
     spatial = spatial.reshape(1, side, side, -1).permute(0, 3, 1, 2)
     spatial = F.interpolate(spatial, size=tuple(grid), mode="bilinear", align_corners=False)
     spatial = spatial.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1).to(table.dtype)
-    return torch.cat([cls_pos, spatial], dim=0)
+    return torch.cat([prefix_pos, spatial], dim=0)
 
 
-def resize_clip_positional_embeddings(state_dict: dict[str, Tensor],
-                                      model: open_clip.CLIP) -> dict[str, Tensor]:
+_TIMM_POS_EMBED = "visual.trunk.pos_embed"
+
+
+def resize_clip_positional_embeddings(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
     """Resize the vision positional tables of ``state_dict`` to ``model``'s grid (new dict returned).
 
-    Handles ``visual.attnpool.positional_embedding`` (ModifiedResNet) and ``visual.positional_embedding``
-    (VisionTransformer); used for every checkpoint format, TorchScript included.
+    Handles ``visual.attnpool.positional_embedding`` (ModifiedResNet), ``visual.positional_embedding``
+    (VisionTransformer) and ``visual.trunk.pos_embed`` (timm ViT trunks: ``(1, prefix + h*w, C)``, the
+    class and register positions kept); used for every checkpoint format, TorchScript included.
     """
     resized = dict(state_dict)
     targets = {name: param for name, param in model.state_dict().items()
-               if name in ("visual.attnpool.positional_embedding", "visual.positional_embedding")}
+               if name in ("visual.attnpool.positional_embedding", "visual.positional_embedding", _TIMM_POS_EMBED)}
     for name, target in targets.items():
         table = resized.get(name)
         if table is None or table.shape == target.shape:
             continue
-        if table.ndim != 2 or table.shape[1] != target.shape[1]:
+        timm_table = name == _TIMM_POS_EMBED
+        if timm_table and table.ndim == 3 and table.shape[0] == 1:
+            table = table[0]
+        target_2d = target[0] if timm_table else target
+        if table.ndim != 2 or table.shape[1] != target_2d.shape[1]:
             raise PretrainedWeightsError(
-                f"{name}: checkpoint shape {tuple(table.shape)} does not fit the model's {tuple(target.shape)}")
-        # ViT: the model's patch grid; attention pool: its square table.
-        grid = tuple(getattr(model.visual, "grid_size", (math.isqrt(target.shape[0] - 1),) * 2))
+                f"{name}: checkpoint shape {tuple(resized[name].shape)} does not fit the model's {tuple(target.shape)}")
+        if timm_table:
+            trunk = model.visual.trunk
+            prefix = 0 if getattr(trunk, "no_embed_class", False) else int(trunk.num_prefix_tokens)
+            grid = tuple(trunk.patch_embed.grid_size)
+        else:  # ViT: the model's patch grid; attention pool: its square table.
+            prefix = 1
+            grid = tuple(getattr(model.visual, "grid_size", (math.isqrt(target.shape[0] - 1),) * 2))
         try:
-            resized[name] = resize_grid_embedding(table, grid)
+            new = resize_grid_embedding(table, grid, prefix)
         except ValueError as exc:
             raise PretrainedWeightsError(f"{name}: cannot resize the checkpoint table: {exc}") from exc
-        logger.info("resized %s from %d to %d positions", name, table.shape[0], target.shape[0])
+        resized[name] = new[None] if timm_table else new
+        logger.info("resized %s from %d to %d positions", name, table.shape[0], new.shape[0])
     return resized
 
 
@@ -234,11 +247,16 @@ def load_clip_state_dict(model: nn.Module, state_dict: dict[str, Tensor], *, sou
     """Load ``state_dict`` into ``model`` strictly, after resizing positional tables to its grid.
 
     Non-persistent buffers of ``model`` (e.g. the text ``attn_mask``, saved by TorchScript archives) are
-    ignored. ``source`` names the file for error messages.
+    ignored. A ``CLIP``-layout state dict (text tower at the top level) is moved under ``text.`` for a
+    ``CustomTextCLIP`` model, as open_clip's own loader does. ``source`` names the file for error messages.
 
     Raises:
         PretrainedWeightsError: keys or shapes do not match ``model``.
     """
+    if isinstance(model, open_clip.CustomTextCLIP) and "text_projection" in state_dict:
+        from open_clip.model import convert_to_custom_text_state_dict
+
+        state_dict = convert_to_custom_text_state_dict(state_dict)
     persistent = set(model.state_dict())
     transient = {name for name, _ in model.named_buffers()} - persistent
     state_dict = {k: v for k, v in state_dict.items() if k not in transient}
