@@ -93,29 +93,71 @@ FULL_BACKBONES: dict[str, dict[str, Any]] = {
 }
 QUICK_BACKBONES: dict[str, dict[str, Any]] = {
     "tiny-rn": {"name": "clamp_tiny_rn"},
-    "tiny convnext": {"name": "clamp", "backbone": "convnext_base", "input_size": 64, **_TINY_HEADS,
-                      "backbone_overrides": {"embed_dim": 64, "text_cfg": _TINY_TEXT,
-                                             "vision_cfg": {"timm_model_name": "convnext_atto"}}},
+    "tiny convnext": {
+        "name": "clamp",
+        "backbone": "convnext_base",
+        "input_size": 64,
+        **_TINY_HEADS,
+        "backbone_overrides": {
+            "embed_dim": 64,
+            "text_cfg": _TINY_TEXT,
+            "vision_cfg": {"timm_model_name": "convnext_atto"},
+        },
+    },
 }
 PAPER_BACKBONES = ("clamp_rn50", "clamp_vitb16", "clamp_vitl14")
 
 #: Sizes of each section; ``--quick`` runs tiny models and small sets so that a test can run it.
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
-        "pair": ("clamp_rn50", "simplebaseline_rn50"), "batch": 8, "infer_reps": 7, "infer_warmup": 2,
-        "train_reps": 5, "train_warmup": 1, "matmul_n": 2048, "matmul_repeat": 12,
-        "pipeline_image_size": 1024, "pipeline_images": 12, "pipeline_reps": 3, "loader_workers": 2,
-        "loader_batch": 8, "loader_epochs": 3, "eval_sizes": (1000, 10000, 100000), "eval_reps": (3, 2, 1),
-        "rss_batch": 32, "rss_steps": 1, "backbones": FULL_BACKBONES, "backbone_reps": 2,
-        "gpu_batch": 64, "gpu_reps": 10, "gpu_warmup": 3,
+        "pair": ("clamp_rn50", "simplebaseline_rn50"),
+        "batch": 8,
+        "infer_reps": 7,
+        "infer_warmup": 2,
+        "train_reps": 5,
+        "train_warmup": 1,
+        "matmul_n": 2048,
+        "matmul_repeat": 12,
+        "pipeline_image_size": 1024,
+        "pipeline_images": 12,
+        "pipeline_reps": 3,
+        "loader_workers": 2,
+        "loader_batch": 8,
+        "loader_epochs": 3,
+        "eval_sizes": (1000, 10000, 100000),
+        "eval_reps": (3, 2, 1),
+        "rss_batch": 32,
+        "rss_steps": 1,
+        "backbones": FULL_BACKBONES,
+        "backbone_reps": 2,
+        "gpu_batch": 64,
+        "gpu_reps": 10,
+        "gpu_warmup": 3,
     },
     "quick": {
-        "pair": ("clamp_tiny_rn", "simplebaseline_tiny_rn"), "batch": 2, "infer_reps": 3, "infer_warmup": 2,
-        "train_reps": 3, "train_warmup": 1, "matmul_n": 256, "matmul_repeat": 4,
-        "pipeline_image_size": 256, "pipeline_images": 2, "pipeline_reps": 2, "loader_workers": 2,
-        "loader_batch": 2, "loader_epochs": 1, "eval_sizes": (100, 400), "eval_reps": (2, 1),
-        "rss_batch": 4, "rss_steps": 1, "backbones": QUICK_BACKBONES, "backbone_reps": 2,
-        "gpu_batch": 2, "gpu_reps": 1, "gpu_warmup": 1,
+        "pair": ("clamp_tiny_rn", "simplebaseline_tiny_rn"),
+        "batch": 2,
+        "infer_reps": 3,
+        "infer_warmup": 2,
+        "train_reps": 3,
+        "train_warmup": 1,
+        "matmul_n": 256,
+        "matmul_repeat": 4,
+        "pipeline_image_size": 256,
+        "pipeline_images": 2,
+        "pipeline_reps": 2,
+        "loader_workers": 2,
+        "loader_batch": 2,
+        "loader_epochs": 1,
+        "eval_sizes": (100, 400),
+        "eval_reps": (2, 1),
+        "rss_batch": 4,
+        "rss_steps": 1,
+        "backbones": QUICK_BACKBONES,
+        "backbone_reps": 2,
+        "gpu_batch": 2,
+        "gpu_reps": 1,
+        "gpu_warmup": 1,
     },
 }
 
@@ -138,9 +180,13 @@ def _sync(device: torch.device | None) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_side_by_side(fns: dict[str, Callable[[], Any]], reps: int, warmup: int,
-                       device: torch.device | None = None, cpu_times: dict[str, list[float]] | None = None
-                       ) -> dict[str, list[float]]:
+def timed_side_by_side(
+    fns: dict[str, Callable[[], Any]],
+    reps: int,
+    warmup: int,
+    device: torch.device | None = None,
+    cpu_times: dict[str, list[float]] | None = None,
+) -> dict[str, list[float]]:
     """Wall seconds of each callable per repetition, after ``warmup`` untimed calls each; the order
     alternates every repetition (A B, B A, ...) so that drifting machine load hits all alike.
 
@@ -155,7 +201,7 @@ def timed_side_by_side(fns: dict[str, Callable[[], Any]], reps: int, warmup: int
     cpu: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for rep in range(reps):
-        for name in (names if rep % 2 == 0 else names[::-1]):
+        for name in names if rep % 2 == 0 else names[::-1]:
             _sync(device)
             start, cpu_start = time.perf_counter(), time.process_time()
             fns[name]()
@@ -187,8 +233,12 @@ def training_batch(model, batch_size: int, seed: int = 0) -> dict[str, torch.Ten
     for _ in range(batch_size):
         kpts = np.concatenate([rng.uniform(0, [w - 1, h - 1], size=(k, 2)), np.full((k, 1), 2.0)], axis=1)
         targets = codec.encode(kpts.astype(np.float32))
-        samples.append({"keypoints": torch.from_numpy(kpts.astype(np.float32)),
-                        **{name: torch.from_numpy(t) for name, t in targets.items()}})
+        samples.append(
+            {
+                "keypoints": torch.from_numpy(kpts.astype(np.float32)),
+                **{name: torch.from_numpy(t) for name, t in targets.items()},
+            }
+        )
     batch = {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
     batch["image"] = torch.from_numpy(rng.standard_normal((batch_size, 3, h, w), dtype=np.float32))
     return batch
@@ -205,8 +255,15 @@ def make_train_step(model, batch: dict[str, torch.Tensor]) -> tuple[Callable[[],
 
     def loss() -> torch.Tensor:
         out = model(batch["image"])
-        return clamp_total_loss(out, batch, alpha_spatial=0.4, alpha_feature=5e-4, use_spatial=is_clamp,
-                                use_feature=is_clamp, logit_scale=model.logit_scale if is_clamp else None)["loss"]
+        return clamp_total_loss(
+            out,
+            batch,
+            alpha_spatial=0.4,
+            alpha_feature=5e-4,
+            use_spatial=is_clamp,
+            use_feature=is_clamp,
+            logit_scale=model.logit_scale if is_clamp else None,
+        )["loss"]
 
     def forward_backward() -> None:
         loss().backward()
@@ -250,6 +307,7 @@ def ratio_section(settings: dict[str, Any]) -> dict[str, Any]:
         def run():
             with torch.no_grad():
                 return model(images).heatmaps
+
         return run
 
     log(f"inference: {clamp_name} vs {baseline_name}, batch {settings['batch']}")
@@ -271,8 +329,9 @@ def ratio_section(settings: dict[str, Any]) -> dict[str, Any]:
             torch.mm(a, b)
 
     train_cpu: dict[str, list[float]] = {}
-    train_times = timed_side_by_side({**steps, "matmul": matmul_block}, settings["train_reps"],
-                                     settings["train_warmup"], cpu_times=train_cpu)
+    train_times = timed_side_by_side(
+        {**steps, "matmul": matmul_block}, settings["train_reps"], settings["train_warmup"], cpu_times=train_cpu
+    )
     train_flops = {name: counted_flops(fn) for name, fn in fwd_bwd.items()}
     matmul, matmul_cpu = train_times.pop("matmul"), train_cpu.pop("matmul")
     matmul_flops = 2 * n**3 * repeat
@@ -290,10 +349,18 @@ def ratio_section(settings: dict[str, Any]) -> dict[str, Any]:
     infer, train = figures(infer_times, infer_cpu, infer_flops), figures(train_times, train_cpu, train_flops)
     clamp_flops_per_s = train_flops["clamp"] / train["clamp"]["median_s"]
     return {
-        "models": {"clamp": clamp_name, "simplebaseline": baseline_name}, "batch": settings["batch"],
-        "input_size": list(models["clamp"].input_size), "infer": infer, "train": train,
-        "matmul": {"n": n, "repeat": repeat, **_summary(matmul, matmul_cpu), "flops_per_s": matmul_flops_per_s,
-                   "flops_per_cpu_s": matmul_flops_per_cpu_s},
+        "models": {"clamp": clamp_name, "simplebaseline": baseline_name},
+        "batch": settings["batch"],
+        "input_size": list(models["clamp"].input_size),
+        "infer": infer,
+        "train": train,
+        "matmul": {
+            "n": n,
+            "repeat": repeat,
+            **_summary(matmul, matmul_cpu),
+            "flops_per_s": matmul_flops_per_s,
+            "flops_per_cpu_s": matmul_flops_per_cpu_s,
+        },
         "train_flops_per_s": {name: train_flops[name] / train[name]["median_s"] for name in models},
         "train_flop_efficiency": clamp_flops_per_s / matmul_flops_per_s,
         # The same from CPU seconds: FLOPs per CPU-second of the step / of the matmul (load-robust).
@@ -310,16 +377,25 @@ def pipeline_section(settings: dict[str, Any], workdir: Path) -> dict[str, Any]:
     from clamp.codec import HeatmapCodec
     from clamp.data.coco import load_coco_keypoints
     from clamp.data.dataset import EpochSampler, TopDownDataset, collate_samples, worker_init_fn
-    from clamp.synthetic.datasets import annotation_path, generate_synthetic
     from clamp.data.transforms import TopDownTransform
+    from clamp.synthetic.datasets import annotation_path, generate_synthetic
 
     size = settings["pipeline_image_size"]
-    root = generate_synthetic(workdir / "synthetic", seed=0, num_train=settings["pipeline_images"],
-                                    num_val=1, num_test=1, image_size=size)
+    root = generate_synthetic(
+        workdir / "synthetic", seed=0, num_train=settings["pipeline_images"], num_val=1, num_test=1, image_size=size
+    )
     data = load_coco_keypoints(annotation_path(root, "train"), "ap10k", root / "data")
     codec = HeatmapCodec((256, 256), (64, 64), 2.0, (8, 8))  # CLAMP RN50: input, heatmap, feature grid
-    transform = TopDownTransform(data.spec, input_size=(256, 256), training=True, flip_prob=0.5,
-                                 half_body_prob=0.3, scale_factor=0.5, rotation_factor=40, rotation_prob=0.6)
+    transform = TopDownTransform(
+        data.spec,
+        input_size=(256, 256),
+        training=True,
+        flip_prob=0.5,
+        half_body_prob=0.3,
+        scale_factor=0.5,
+        rotation_factor=40,
+        rotation_prob=0.6,
+    )
     dataset = TopDownDataset(data, transform, codec, seed=0, center_jitter_prob=0.3)
     paths = [data.image_path(inst.image_id) for inst in data.instances]
 
@@ -341,8 +417,15 @@ def pipeline_section(settings: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
     workers = settings["loader_workers"]
     sampler = EpochSampler(len(dataset), shuffle=True, seed=0)
-    loader = DataLoader(dataset, batch_size=settings["loader_batch"], sampler=sampler, collate_fn=collate_samples,
-                        num_workers=workers, persistent_workers=True, worker_init_fn=worker_init_fn)
+    loader = DataLoader(
+        dataset,
+        batch_size=settings["loader_batch"],
+        sampler=sampler,
+        collate_fn=collate_samples,
+        num_workers=workers,
+        persistent_workers=True,
+        worker_init_fn=worker_init_fn,
+    )
     epoch_rates = []
     for epoch in range(settings["loader_epochs"] + 1):  # epoch 0 starts the workers: not timed
         sampler.set_epoch(epoch)
@@ -353,11 +436,18 @@ def pipeline_section(settings: dict[str, Any], workdir: Path) -> dict[str, Any]:
             epoch_rates.append(count / (time.perf_counter() - start))
     del loader
     return {
-        "image_size": size, "images": settings["pipeline_images"], "samples": len(dataset),
-        "sample_s": _summary(per_sample["sample"]), "decode_s": _summary(per_sample["decode"]),
+        "image_size": size,
+        "images": settings["pipeline_images"],
+        "samples": len(dataset),
+        "sample_s": _summary(per_sample["sample"]),
+        "decode_s": _summary(per_sample["decode"]),
         "overhead": statistics.median(per_sample["sample"]) / statistics.median(per_sample["decode"]),
-        "loader": {"workers": workers, "batch": settings["loader_batch"], "samples_per_s_per_epoch": epoch_rates,
-                   "samples_per_s": statistics.median(epoch_rates)},
+        "loader": {
+            "workers": workers,
+            "batch": settings["loader_batch"],
+            "samples_per_s_per_epoch": epoch_rates,
+            "samples_per_s": statistics.median(epoch_rates),
+        },
     }
 
 
@@ -379,20 +469,43 @@ def synthetic_predictions(n: int, seed: int = 0) -> tuple[dict[str, Any], dict[s
     points = xy[:, None] + rng.uniform(0, 1, size=(n, k, 2)) * wh[:, None]
     visible = rng.random((n, k)) < 0.8
     gt_kpts = np.concatenate([points * visible[..., None], 2.0 * visible[..., None]], axis=-1).round()
-    annotations = [{"id": i + 1, "image_id": int(image_id[i]), "category_id": int(category_id[i]),
-                    "bbox": [float(xy[i, 0]), float(xy[i, 1]), float(wh[i, 0]), float(wh[i, 1])],
-                    "area": float(wh[i, 0] * wh[i, 1]), "iscrowd": 0, "num_keypoints": int(visible[i].sum()),
-                    "keypoints": gt_kpts[i].reshape(-1).tolist()} for i in range(n)]
-    gt = {"images": [{"id": int(i), "width": 1000, "height": 1000, "file_name": f"{i}.jpg"}
-                     for i in np.unique(image_id)],
-          "annotations": annotations,
-          "categories": [{"id": c.id, "name": c.name, "supercategory": c.family,
-                          "keypoints": list(spec.keypoint_names), "skeleton": []} for c in AP10K_CATEGORIES]}
+    annotations = [
+        {
+            "id": i + 1,
+            "image_id": int(image_id[i]),
+            "category_id": int(category_id[i]),
+            "bbox": [float(xy[i, 0]), float(xy[i, 1]), float(wh[i, 0]), float(wh[i, 1])],
+            "area": float(wh[i, 0] * wh[i, 1]),
+            "iscrowd": 0,
+            "num_keypoints": int(visible[i].sum()),
+            "keypoints": gt_kpts[i].reshape(-1).tolist(),
+        }
+        for i in range(n)
+    ]
+    gt = {
+        "images": [{"id": int(i), "width": 1000, "height": 1000, "file_name": f"{i}.jpg"} for i in np.unique(image_id)],
+        "annotations": annotations,
+        "categories": [
+            {
+                "id": c.id,
+                "name": c.name,
+                "supercategory": c.family,
+                "keypoints": list(spec.keypoint_names),
+                "skeleton": [],
+            }
+            for c in AP10K_CATEGORIES
+        ],
+    }
     noise = rng.normal(0, 1, size=(n, k, 2)) * 0.05 * np.sqrt(wh.prod(axis=1))[:, None, None]
     scores = rng.uniform(0.1, 1.0, size=(n, k, 1))
-    states = {"keypoints": np.concatenate([points + noise, scores], axis=-1).astype(np.float32),
-              "image_id": image_id, "category_id": category_id, "instance_id": np.arange(n) + 1,
-              "area": (1.25**2 * wh.prod(axis=1)).astype(np.float32), "score": np.ones(n, dtype=np.float32)}
+    states = {
+        "keypoints": np.concatenate([points + noise, scores], axis=-1).astype(np.float32),
+        "image_id": image_id,
+        "category_id": category_id,
+        "instance_id": np.arange(n) + 1,
+        "area": (1.25**2 * wh.prod(axis=1)).astype(np.float32),
+        "score": np.ones(n, dtype=np.float32),
+    }
     return gt, states
 
 
@@ -419,8 +532,14 @@ def eval_section(settings: dict[str, Any]) -> dict[str, Any]:
             post.append(mid - start)
             coco.append(end - mid)
             total.append(end - start)
-        out[str(n)] = {"instances": n, "postprocess_s": _summary(post), "evaluate_s": _summary(coco),
-                       "total_s": _summary(total), "s_per_1k": statistics.median(total) / n * 1000, "AP": ap}
+        out[str(n)] = {
+            "instances": n,
+            "postprocess_s": _summary(post),
+            "evaluate_s": _summary(coco),
+            "total_s": _summary(total),
+            "s_per_1k": statistics.median(total) / n * 1000,
+            "AP": ap,
+        }
     sizes = [str(n) for n in settings["eval_sizes"]]
     out["linearity"] = out[sizes[-1]]["s_per_1k"] / out[sizes[0]]["s_per_1k"]
     return out
@@ -437,8 +556,11 @@ def rss_child(name: str, batch_size: int, steps: int) -> dict[str, float]:
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    return {"after_build_gb": built / 2**20, "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-            "step_s": (time.perf_counter() - start) / steps}
+    return {
+        "after_build_gb": built / 2**20,
+        "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "step_s": (time.perf_counter() - start) / steps,
+    }
 
 
 def memory_section(settings: dict[str, Any]) -> dict[str, Any]:
@@ -448,11 +570,18 @@ def memory_section(settings: dict[str, Any]) -> dict[str, Any]:
 
     name = settings["pair"][0]
     log(f"peak memory: {name} training at batch {settings['rss_batch']} in a fresh process")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(clamp.__file__).parents[1]),
-                                                       os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.run([sys.executable, __file__, "--rss-child", name, str(settings["rss_batch"]),
-                            str(settings["rss_steps"])], env=env, capture_output=True, text=True, timeout=1800,
-                           check=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(clamp.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    child = subprocess.run(
+        [sys.executable, __file__, "--rss-child", name, str(settings["rss_batch"]), str(settings["rss_steps"])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     if child.returncode:
         raise RuntimeError(f"the memory child failed ({child.returncode}): {child.stderr[-2000:]}")
     result = json.loads(child.stdout.strip().splitlines()[-1])
@@ -460,9 +589,18 @@ def memory_section(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- accelerator throughput -------------------------------------------------------------------
-def throughput(name: str, device: torch.device, batch_size: int, reps: int, warmup: int, *,
-               bf16: bool, channels_last: bool, compile: bool, model_kwargs: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
+def throughput(
+    name: str,
+    device: torch.device,
+    batch_size: int,
+    reps: int,
+    warmup: int,
+    *,
+    bf16: bool,
+    channels_last: bool,
+    compile: bool,
+    model_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Training images/s and peak memory of ``name`` with the GPU-path switches (speed.*, precision)."""
     kwargs = dict(model_kwargs or {})
     torch.manual_seed(0)
@@ -492,23 +630,44 @@ def throughput(name: str, device: torch.device, batch_size: int, reps: int, warm
     start = time.perf_counter()
     seconds = timed_side_by_side({"step": step}, reps, warmup, device)["step"]
     total = time.perf_counter() - start
-    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"model": name, "device": str(device), "batch": batch_size, "bf16": bf16, "channels_last": channels_last,
-            "compile": compile,
-            **_summary(seconds), "images_per_s": batch_size / statistics.median(seconds),
-            "peak_memory_gb": peak / 2**30, "wall_s_with_warmup": total}
+    peak = (
+        torch.cuda.max_memory_allocated(device)
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    return {
+        "model": name,
+        "device": str(device),
+        "batch": batch_size,
+        "bf16": bf16,
+        "channels_last": channels_last,
+        "compile": compile,
+        **_summary(seconds),
+        "images_per_s": batch_size / statistics.median(seconds),
+        "peak_memory_gb": peak / 2**30,
+        "wall_s_with_warmup": total,
+    }
 
 
 def gpu_section(settings: dict[str, Any], device: torch.device, quick: bool) -> list[dict[str, Any]]:
     rows = []
     names = ("clamp_tiny_rn",) if quick else PAPER_BACKBONES
     for name in names:
-        for compile_ in ((False,) if quick and device.type == "cpu" else (False, True)):
+        for compile_ in (False,) if quick and device.type == "cpu" else (False, True):
             log(f"throughput: {name} bf16 channels_last compile={compile_}")
             torch._dynamo.reset()
-            rows.append(throughput(name, device, settings["gpu_batch"], settings["gpu_reps"], settings["gpu_warmup"],
-                                   bf16=True, channels_last=True, compile=compile_))
+            rows.append(
+                throughput(
+                    name,
+                    device,
+                    settings["gpu_batch"],
+                    settings["gpu_reps"],
+                    settings["gpu_warmup"],
+                    bf16=True,
+                    channels_last=True,
+                    compile=compile_,
+                )
+            )
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -536,12 +695,21 @@ def backbone_section(settings: dict[str, Any]) -> list[dict[str, Any]]:
                 model(image)
 
         latency = timed_side_by_side({"run": run}, settings["backbone_reps"], 1)["run"]
-        rows.append({"label": label, "model": model.config["name"], "backbone": kwargs.get("backbone", name),
-                     "encoder": type(model.image_encoder).__name__, "input_size": list(model.input_size),
-                     "params_m": (counts["params_total"] - counts["params_text_encoder"]) / 1e6,
-                     "params_text_m": counts["params_text_encoder"] / 1e6,
-                     "gflops": gflops["gflops"], "gflops_all": gflops["gflops_all"],
-                     "latency_ms": _summary([t * 1000 for t in latency]), "build_s": build_s})
+        rows.append(
+            {
+                "label": label,
+                "model": model.config["name"],
+                "backbone": kwargs.get("backbone", name),
+                "encoder": type(model.image_encoder).__name__,
+                "input_size": list(model.input_size),
+                "params_m": (counts["params_total"] - counts["params_text_encoder"]) / 1e6,
+                "params_text_m": counts["params_text_encoder"] / 1e6,
+                "gflops": gflops["gflops"],
+                "gflops_all": gflops["gflops_all"],
+                "latency_ms": _summary([t * 1000 for t in latency]),
+                "build_s": build_s,
+            }
+        )
         del model
         gc.collect()
     return rows
@@ -552,8 +720,13 @@ def environment(device: torch.device) -> dict[str, Any]:
     import open_clip
     import timm
 
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "open_clip": open_clip.__version__,
-                "timm": timm.__version__, "numpy": np.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "timm": timm.__version__,
+        "numpy": np.__version__,
+    }
     for package in ("pycocotools", "PIL", "cv2", "lightning"):
         with contextlib.suppress(Exception):
             module = __import__(package)
@@ -564,9 +737,16 @@ def environment(device: torch.device) -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    info = {"device": str(device), "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch_interop_threads": torch.get_num_interop_threads(), "platform": platform.platform(),
-            "mkldnn": torch.backends.mkldnn.is_available(), "versions": versions}
+    info = {
+        "device": str(device),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "platform": platform.platform(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "versions": versions,
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -586,55 +766,86 @@ def goals(report: dict[str, Any]) -> dict[str, Any]:
 def format_report(report: dict[str, Any]) -> str:
     r, lines = report, []
     env = r["environment"]
-    lines.append(f"CLAMP benchmark ({'quick' if r['quick'] else 'full'}) on {env['device']} ({env['cpu']}, "
-                 f"{env['torch_threads']} torch threads), torch {env['versions']['torch']}")
+    lines.append(
+        f"CLAMP benchmark ({'quick' if r['quick'] else 'full'}) on {env['device']} ({env['cpu']}, "
+        f"{env['torch_threads']} torch threads), torch {env['versions']['torch']}"
+    )
     if "ratios" in r:
         q = r["ratios"]
         c, s = q["models"]["clamp"], q["models"]["simplebaseline"]
-        lines += ["", f"{c} vs {s}, batch {q['batch']}, {q['input_size'][0]} px (median of the repetitions)",
-                  f"{'':<22}{'CLAMP':>10}{'SimpleB.':>10}{'ratio':>8}{'FLOP ratio':>12}"]
+        lines += [
+            "",
+            f"{c} vs {s}, batch {q['batch']}, {q['input_size'][0]} px (median of the repetitions)",
+            f"{'':<22}{'CLAMP':>10}{'SimpleB.':>10}{'ratio':>8}{'FLOP ratio':>12}",
+        ]
         for key, label in (("infer", "eval latency (s)"), ("train", "train step (s)")):
             x = q[key]
-            lines.append(f"{label:<22}{x['clamp']['median_s']:>10.3f}{x['simplebaseline']['median_s']:>10.3f}"
-                         f"{x['ratio']:>8.3f}{x['flop_ratio']:>12.3f}")
-        lines.append(f"{'GFLOP per step':<22}{q['train']['clamp']['flops'] / 1e9:>10.1f}"
-                     f"{q['train']['simplebaseline']['flops'] / 1e9:>10.1f}   (2 per multiply-add, fwd+bwd)")
-        lines.append(f"train GFLOP/s: CLAMP {q['train_flops_per_s']['clamp'] / 1e9:.1f}, matmul {q['matmul']['n']}^2 "
-                     f"{q['matmul']['flops_per_s'] / 1e9:.1f} -> efficiency {q['train_flop_efficiency']:.2f}")
-        lines.append(f"from CPU seconds (load-robust): eval ratio {q['infer']['cpu_ratio']:.3f}, train ratio "
-                     f"{q['train']['cpu_ratio']:.3f}, FLOP efficiency {q['train_flop_efficiency_cpu']:.2f}")
+            lines.append(
+                f"{label:<22}{x['clamp']['median_s']:>10.3f}{x['simplebaseline']['median_s']:>10.3f}"
+                f"{x['ratio']:>8.3f}{x['flop_ratio']:>12.3f}"
+            )
+        lines.append(
+            f"{'GFLOP per step':<22}{q['train']['clamp']['flops'] / 1e9:>10.1f}"
+            f"{q['train']['simplebaseline']['flops'] / 1e9:>10.1f}   (2 per multiply-add, fwd+bwd)"
+        )
+        lines.append(
+            f"train GFLOP/s: CLAMP {q['train_flops_per_s']['clamp'] / 1e9:.1f}, matmul {q['matmul']['n']}^2 "
+            f"{q['matmul']['flops_per_s'] / 1e9:.1f} -> efficiency {q['train_flop_efficiency']:.2f}"
+        )
+        lines.append(
+            f"from CPU seconds (load-robust): eval ratio {q['infer']['cpu_ratio']:.3f}, train ratio "
+            f"{q['train']['cpu_ratio']:.3f}, FLOP efficiency {q['train_flop_efficiency_cpu']:.2f}"
+        )
     if "pipeline" in r:
         p = r["pipeline"]
-        lines += ["", f"data: {p['samples']} samples of {p['images']} {p['image_size']}-px JPEGs: sample "
-                  f"{p['sample_s']['median_s'] * 1e3:.1f} ms, decode {p['decode_s']['median_s'] * 1e3:.1f} ms "
-                  f"-> overhead {p['overhead']:.2f}; {p['loader']['workers']}-worker loader "
-                  f"{p['loader']['samples_per_s']:.1f} samples/s"]
+        lines += [
+            "",
+            f"data: {p['samples']} samples of {p['images']} {p['image_size']}-px JPEGs: sample "
+            f"{p['sample_s']['median_s'] * 1e3:.1f} ms, decode {p['decode_s']['median_s'] * 1e3:.1f} ms "
+            f"-> overhead {p['overhead']:.2f}; {p['loader']['workers']}-worker loader "
+            f"{p['loader']['samples_per_s']:.1f} samples/s",
+        ]
     if "eval" in r:
         e = r["eval"]
         lines += ["", f"{'OKS evaluation':<16}{'total s':>9}{'post s':>9}{'cocoeval s':>11}{'s / 1k':>8}"]
         for key, x in e.items():
             if key != "linearity":
-                lines.append(f"{x['instances']:<16}{x['total_s']['median_s']:>9.2f}{x['postprocess_s']['median_s']:>9.2f}"
-                             f"{x['evaluate_s']['median_s']:>11.2f}{x['s_per_1k']:>8.3f}")
+                lines.append(
+                    f"{x['instances']:<16}{x['total_s']['median_s']:>9.2f}{x['postprocess_s']['median_s']:>9.2f}"
+                    f"{x['evaluate_s']['median_s']:>11.2f}{x['s_per_1k']:>8.3f}"
+                )
         lines.append(f"linearity (s per instance, largest / smallest size): {e['linearity']:.2f}")
     if "memory" in r:
         m = r["memory"]
-        lines += ["", f"peak RSS, {m['model']} training at batch {m['batch']}: {m['peak_gb']:.2f} GB "
-                  f"(after building: {m['after_build_gb']:.2f} GB)"]
+        lines += [
+            "",
+            f"peak RSS, {m['model']} training at batch {m['batch']}: {m['peak_gb']:.2f} GB "
+            f"(after building: {m['after_build_gb']:.2f} GB)",
+        ]
     if r.get("gpu"):
         lines += ["", f"{'throughput (bf16, channels_last)':<34}{'compile':>8}{'img/s':>9}{'peak GB':>9}"]
         for x in r["gpu"]:
             lines.append(f"{x['model']:<34}{str(x['compile']):>8}{x['images_per_s']:>9.1f}{x['peak_memory_gb']:>9.2f}")
     if r.get("backbones"):
-        lines += ["", f"{'backbone':<18}{'encoder':<19}{'input':>6}{'params M':>9}{'text M':>7}{'GFLOPs':>8}"
-                  f"{'GF(all)':>8}{'ms (b=1)':>9}"]
+        lines += [
+            "",
+            f"{'backbone':<18}{'encoder':<19}{'input':>6}{'params M':>9}{'text M':>7}{'GFLOPs':>8}"
+            f"{'GF(all)':>8}{'ms (b=1)':>9}",
+        ]
         for x in r["backbones"]:
-            lines.append(f"{x['label']:<18}{x['encoder']:<19}{x['input_size'][0]:>6}{x['params_m']:>9.1f}"
-                         f"{x['params_text_m']:>7.1f}{x['gflops']:>8.2f}{x['gflops_all']:>8.2f}"
-                         f"{x['latency_ms']['median_s']:>9.0f}")
+            lines.append(
+                f"{x['label']:<18}{x['encoder']:<19}{x['input_size'][0]:>6}{x['params_m']:>9.1f}"
+                f"{x['params_text_m']:>7.1f}{x['gflops']:>8.2f}{x['gflops_all']:>8.2f}"
+                f"{x['latency_ms']['median_s']:>9.0f}"
+            )
     if r["goals"]:
-        lines += ["", "goals: " + ", ".join(f"{k} {v['value']:.3g} ({v['goal']}: {'met' if v['met'] else 'NOT met'})"
-                                            for k, v in r["goals"].items())]
+        lines += [
+            "",
+            "goals: "
+            + ", ".join(
+                f"{k} {v['value']:.3g} ({v['goal']}: {'met' if v['met'] else 'NOT met'})" for k, v in r["goals"].items()
+            ),
+        ]
     return "\n".join(lines)
 
 
@@ -643,8 +854,12 @@ SECTIONS = ("ratios", "pipeline", "eval", "memory", "gpu", "backbones")
 
 def run(quick: bool, device: torch.device, sections: tuple[str, ...] = SECTIONS) -> dict[str, Any]:
     settings = SETTINGS["quick" if quick else "full"]
-    report: dict[str, Any] = {"schema": SCHEMA_VERSION, "quick": quick, "environment": environment(device),
-                              "settings": {k: v for k, v in settings.items() if k != "backbones"}}
+    report: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "quick": quick,
+        "environment": environment(device),
+        "settings": {k: v for k, v in settings.items() if k != "backbones"},
+    }
     section_s: dict[str, float] = {}
     start = time.perf_counter()
 
@@ -657,10 +872,16 @@ def run(quick: bool, device: torch.device, sections: tuple[str, ...] = SECTIONS)
 
     if "ratios" in sections:
         report["ratios"] = q = timed("ratios", lambda: ratio_section(settings))
-        report.update(infer_ratio=q["infer"]["ratio"], infer_flop_ratio=q["infer"]["flop_ratio"],
-                      train_ratio=q["train"]["ratio"], train_flop_ratio=q["train"]["flop_ratio"],
-                      train_flop_efficiency=q["train_flop_efficiency"], infer_cpu_ratio=q["infer"]["cpu_ratio"],
-                      train_cpu_ratio=q["train"]["cpu_ratio"], train_flop_efficiency_cpu=q["train_flop_efficiency_cpu"])
+        report.update(
+            infer_ratio=q["infer"]["ratio"],
+            infer_flop_ratio=q["infer"]["flop_ratio"],
+            train_ratio=q["train"]["ratio"],
+            train_flop_ratio=q["train"]["flop_ratio"],
+            train_flop_efficiency=q["train_flop_efficiency"],
+            infer_cpu_ratio=q["infer"]["cpu_ratio"],
+            train_cpu_ratio=q["train"]["cpu_ratio"],
+            train_flop_efficiency_cpu=q["train_flop_efficiency_cpu"],
+        )
     if "pipeline" in sections:
         with tempfile.TemporaryDirectory(prefix="clamp-benchmark-") as workdir:
             report["pipeline"] = p = timed("pipeline", lambda: pipeline_section(settings, Path(workdir)))

@@ -186,13 +186,15 @@ def inference_gflops(model: nn.Module, image_size: tuple[int, int]) -> dict[str,
     # FlopCounterMode counts a multiply-add as 2 FLOPs; its module names are "<ClassName>.<qualified name>".
     counts = {name: sum(ops.values()) / 2 for name, ops in counter.get_flop_counts().items()}
     root = type(model).__name__
-    weight_layers = sum(counts.get(f"{root}.{name}", 0) for name, module in model.named_modules()
-                        if type(module) in _MMCV_WEIGHT_LAYERS)
+    weight_layers = sum(
+        counts.get(f"{root}.{name}", 0) for name, module in model.named_modules() if type(module) in _MMCV_WEIGHT_LAYERS
+    )
     return {
         "gflops": (weight_layers + elementwise[0]) / 1e9,
         "gflops_all": counter.get_total_flops() / 2e9,
-        "gflops_by_module": {name.split(".", 1)[1]: flops / 1e9 for name, flops in counts.items()
-                             if name.count(".") == 1 and flops},
+        "gflops_by_module": {
+            name.split(".", 1)[1]: flops / 1e9 for name, flops in counts.items() if name.count(".") == 1 and flops
+        },
     }
 
 
@@ -217,22 +219,28 @@ def _relative(ours: float, paper: float) -> float:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A text table of the measurements beside Table 7, with relative differences and tolerance flags."""
-    header = (f"{'model':<38} {'input':>7} {'params(M)':>9} {'text(M)':>7} {'GF(all)':>7} {'GFLOPs':>7} | "
-              f"{'paperM':>6} {'dParams':>8} {'paperGF':>7} {'dGFLOPs':>9} {'dGF(all)':>8}  ok")
+    header = (
+        f"{'model':<38} {'input':>7} {'params(M)':>9} {'text(M)':>7} {'GF(all)':>7} {'GFLOPs':>7} | "
+        f"{'paperM':>6} {'dParams':>8} {'paperGF':>7} {'dGFLOPs':>9} {'dGF(all)':>8}  ok"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         params = row["params_excluding_text_encoder"] / 1e6
         size = "x".join(str(s) for s in row["input_size"])
-        line = (f"{row['model']:<38} {size:>7} {params:>9.1f} {row['params_text_encoder'] / 1e6:>7.1f} "
-                f"{row['gflops_all']:>7.2f} {row['gflops']:>7.2f} | ")
+        line = (
+            f"{row['model']:<38} {size:>7} {params:>9.1f} {row['params_text_encoder'] / 1e6:>7.1f} "
+            f"{row['gflops_all']:>7.2f} {row['gflops']:>7.2f} | "
+        )
         paper = PAPER_TABLE7.get(row["model"])
         if paper is None:
             line += f"{'-':>6} {'-':>8} {'-':>7} {'-':>9} {'-':>8}"
         else:
             d_params, d_mmcv = _relative(params, paper[0]), _relative(row["gflops"], paper[1])
             ok = abs(d_params) <= PARAMS_TOLERANCE and abs(d_mmcv) <= GFLOPS_TOLERANCE
-            line += (f"{paper[0]:>6.0f} {d_params:>+8.1%} {paper[1]:>7.1f} {d_mmcv:>+9.1%} "
-                     f"{_relative(row['gflops_all'], paper[1]):>+8.1%}  {'yes' if ok else 'NO'}")
+            line += (
+                f"{paper[0]:>6.0f} {d_params:>+8.1%} {paper[1]:>7.1f} {d_mmcv:>+9.1%} "
+                f"{_relative(row['gflops_all'], paper[1]):>+8.1%}  {'yes' if ok else 'NO'}"
+            )
         lines.append(line)
     lines += [
         "",
@@ -249,11 +257,21 @@ def main(argv: list[str] | None = None) -> int:
     """Measure the models and print a table (default) or JSON (``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
-    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS, metavar="NAME",
-                        help=f"subset of {', '.join(MODELS)} (none: only --backbones)")
-    parser.add_argument("--backbones", nargs="+", default=[], metavar="ARCH",
-                        help=f"also CLAMP and SimpleBaseline on these open_clip architectures ('all': "
-                             f"{', '.join(BACKBONES)})")
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=list(MODELS),
+        choices=MODELS,
+        metavar="NAME",
+        help=f"subset of {', '.join(MODELS)} (none: only --backbones)",
+    )
+    parser.add_argument(
+        "--backbones",
+        nargs="+",
+        default=[],
+        metavar="ARCH",
+        help=f"also CLAMP and SimpleBaseline on these open_clip architectures ('all': {', '.join(BACKBONES)})",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     backbones = list(BACKBONES) if args.backbones == ["all"] else args.backbones

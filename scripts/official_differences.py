@@ -32,8 +32,13 @@ from clamp.data.targets import COARSE_SIGMA_DIVISOR, keypoint_targets
 from clamp.data.transforms import TopDownTransform
 from clamp.synthetic import ensure_synthetic
 
-PAPER_AUGMENTATION = {"flip_prob": 0.5, "half_body_prob": 0.3, "scale_factor": 0.5, "rotation_factor": 40,
-                      "rotation_prob": 0.6}
+PAPER_AUGMENTATION = {
+    "flip_prob": 0.5,
+    "half_body_prob": 0.3,
+    "scale_factor": 0.5,
+    "rotation_factor": 40,
+    "rotation_prob": 0.6,
+}
 GRIDS = {"RN50 (8x8)": 8, "ViT-B/16 (16x16)": 16}
 
 
@@ -65,8 +70,14 @@ def measure(root: Path, epochs: int, seed: int = 0) -> dict[str, dict[str, float
                 c["points"] += int(labelled.sum())
                 c["different"] += int((different & labelled).sum())
                 c["weight_without_peak"] += int(((w_official > 0) & (cell_o < 0) & labelled).sum())
-    return {name: {"labelled_points": c["points"], "different_share": c["different"] / c["points"],
-                   "weight_without_peak_share": c["weight_without_peak"] / c["points"]} for name, c in counts.items()}
+    return {
+        name: {
+            "labelled_points": c["points"],
+            "different_share": c["different"] / c["points"],
+            "weight_without_peak_share": c["weight_without_peak"] / c["points"],
+        }
+        for name, c in counts.items()
+    }
 
 
 OFFICIAL_NO_DECAY = {"clamp_rn50": ("bias", "norm"), "clamp_vitb16": ("norm",)}
@@ -103,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     report = measure(root, args.epochs)
     print(f"{'grid':<18} {'labelled points':>16} {'cell or weight differs':>24} {'weight 1, no peak':>18}")
     for name, row in report.items():
-        print(f"{name:<18} {row['labelled_points']:>16,} {100 * row['different_share']:>23.1f}% "
-              f"{100 * row['weight_without_peak_share']:>17.1f}%")
+        print(
+            f"{name:<18} {row['labelled_points']:>16,} {100 * row['different_share']:>23.1f}% "
+            f"{100 * row['weight_without_peak_share']:>17.1f}%"
+        )
     decay = weight_decay_differences()
     print(f"\n{'model':<18} {'trainable values':>16} {'weight decay differs':>24}")
     for name, row in decay.items():

@@ -37,13 +37,27 @@ def compose_eval(overrides: list[str]) -> DictConfig:
 
 def fast_overrides(synthetic_root: Path, output_dir: Path, *extra: str) -> list[str]:
     """``+debug=tiny`` (a tiny CLAMP at 64 px, validated every epoch, CSV-logged) on the session's data."""
-    return ["+debug=tiny", f"data.root={synthetic_root}", "data.generate=null", "trainer.max_epochs=1",
-            f"paths.output_dir={output_dir}", *extra]
+    return [
+        "+debug=tiny",
+        f"data.root={synthetic_root}",
+        "data.generate=null",
+        "trainer.max_epochs=1",
+        f"paths.output_dir={output_dir}",
+        *extra,
+    ]
 
 
-def run_cli(*args: str | Path, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None,
-            timeout: int = 180) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str | Path, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None, timeout: int = 180
+) -> subprocess.CompletedProcess:
     """Run ``python ARGS`` offline and capture its output."""
     full_env = {**os.environ, **OFFLINE_ENV, **(env or {})}
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

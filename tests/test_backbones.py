@@ -37,23 +37,51 @@ from tests.test_models import make_batch, training_loss
 TINY_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}
 #: family -> (open_clip arch, overrides that shrink it, input size, dense encoder type)
 FAMILIES = {
-    "modified_resnet": ("RN101", {"embed_dim": 64, "text_cfg": TINY_TEXT,
-                                  "vision_cfg": {"layers": [1, 1, 1, 1], "width": 16, "head_width": 64}},
-                        64, DenseCLIPResNet),
-    "vit": ("ViT-B-32", {"embed_dim": 64, "text_cfg": TINY_TEXT,
-                         "vision_cfg": {"layers": 2, "width": 64, "head_width": 32}}, 64, DenseCLIPViT),
-    "timm_convnext": ("convnext_base", {"embed_dim": 64, "text_cfg": TINY_TEXT,
-                                        "vision_cfg": {"timm_model_name": "convnext_atto", "timm_drop_path": 0.0}},
-                      64, DenseTimmConvNeXt),
-    "timm_vit": ("EVA02-B-16", {"embed_dim": 64, "text_cfg": TINY_TEXT,
-                                "vision_cfg": {"timm_model_name": "eva02_tiny_patch14_224"}}, 56, DenseTimmViT),
+    "modified_resnet": (
+        "RN101",
+        {"embed_dim": 64, "text_cfg": TINY_TEXT, "vision_cfg": {"layers": [1, 1, 1, 1], "width": 16, "head_width": 64}},
+        64,
+        DenseCLIPResNet,
+    ),
+    "vit": (
+        "ViT-B-32",
+        {"embed_dim": 64, "text_cfg": TINY_TEXT, "vision_cfg": {"layers": 2, "width": 64, "head_width": 32}},
+        64,
+        DenseCLIPViT,
+    ),
+    "timm_convnext": (
+        "convnext_base",
+        {
+            "embed_dim": 64,
+            "text_cfg": TINY_TEXT,
+            "vision_cfg": {"timm_model_name": "convnext_atto", "timm_drop_path": 0.0},
+        },
+        64,
+        DenseTimmConvNeXt,
+    ),
+    "timm_vit": (
+        "EVA02-B-16",
+        {"embed_dim": 64, "text_cfg": TINY_TEXT, "vision_cfg": {"timm_model_name": "eva02_tiny_patch14_224"}},
+        56,
+        DenseTimmViT,
+    ),
 }
 TINY_HEADS = {"heatmap_size": 16, "deconv_channels": 32}
 TINY_CLAMP = {**TINY_HEADS, "spatial_deconv_channels": 32, "decoder_width": 64}
-PAPER_NAMES = ["clamp_rn50", "clamp_tiny_rn", "clamp_tiny_vit", "clamp_vitb16", "clamp_vitl14", "simplebaseline_rn50",
-               "simplebaseline_rn50_imagenet", "simplebaseline_tiny_rn", "simplebaseline_tiny_rn_imagenet",
-               "simplebaseline_tiny_vit",
-               "simplebaseline_vitb16", "simplebaseline_vitl14"]
+PAPER_NAMES = [
+    "clamp_rn50",
+    "clamp_tiny_rn",
+    "clamp_tiny_vit",
+    "clamp_vitb16",
+    "clamp_vitl14",
+    "simplebaseline_rn50",
+    "simplebaseline_rn50_imagenet",
+    "simplebaseline_tiny_rn",
+    "simplebaseline_tiny_rn_imagenet",
+    "simplebaseline_tiny_vit",
+    "simplebaseline_vitb16",
+    "simplebaseline_vitl14",
+]
 
 
 def tiny_model(family: str, kind: str = "clamp", seed: int = 0, **extra):
@@ -109,8 +137,13 @@ def test_every_family_builds_at_random_init_and_trains_one_step(family, clamp_mo
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     torch.optim.AdamW(parameter_groups(model, 1e-3, 1e-4, 0.1)).step()
     changed = {n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])}
-    assert {n.split(".")[0] for n in changed} >= {"image_encoder", "keypoint_head", "prompt_learner",
-                                                   "context_decoder", "spatial_head"}
+    assert {n.split(".")[0] for n in changed} >= {
+        "image_encoder",
+        "keypoint_head",
+        "prompt_learner",
+        "context_decoder",
+        "spatial_head",
+    }
 
 
 def test_every_family_has_a_simplebaseline_that_never_runs_the_frozen_projector(baseline_model):
@@ -126,8 +159,12 @@ def test_every_family_has_a_simplebaseline_that_never_runs_the_frozen_projector(
 def test_stride_and_grid_are_derived_from_the_encoder(family, clamp_model):
     arch, overrides, size, _ = FAMILIES[family]
     stride = vision_stride(arch, **overrides)
-    assert clamp_model.feature_stride == clamp_model.image_encoder.stride == stride == {
-        "modified_resnet": 32, "vit": 32, "timm_convnext": 32, "timm_vit": 14}[family]
+    assert (
+        clamp_model.feature_stride
+        == clamp_model.image_encoder.stride
+        == stride
+        == {"modified_resnet": 32, "vit": 32, "timm_convnext": 32, "timm_vit": 14}[family]
+    )
     clamp_model.eval()
     with torch.no_grad():
         feats = clamp_model.image_encoder(_images(clamp_model))
@@ -190,9 +227,15 @@ def test_pretrained_file_fills_the_pose_models_image_encoder_and_text_tower(tmp_
     arch, overrides, size, _ = FAMILIES["timm_convnext"]
     reference = tiny_clip("timm_convnext", seed=1)
     torch.save(reference.state_dict(), tmp_path / "w.pt")
-    model = create_model("clamp", backbone=arch, pretrained=str(tmp_path / "w.pt"), backbone_overrides=overrides,
-                         input_size=size, **TINY_CLAMP)
-    visual = {k[len("visual."):]: v for k, v in reference.state_dict().items() if k.startswith("visual.")}
+    model = create_model(
+        "clamp",
+        backbone=arch,
+        pretrained=str(tmp_path / "w.pt"),
+        backbone_overrides=overrides,
+        input_size=size,
+        **TINY_CLAMP,
+    )
+    visual = {k[len("visual.") :]: v for k, v in reference.state_dict().items() if k.startswith("visual.")}
     for key, value in visual.items():
         assert torch.equal(model.image_encoder.visual.state_dict()[key], value), key
     assert torch.equal(model.text_encoder.token_embedding.weight, text_tower(reference).token_embedding.weight)
@@ -215,7 +258,7 @@ def test_clip_layout_weights_load_into_a_custom_text_model(tmp_path):
     arch, overrides, size, _ = FAMILIES["timm_vit"]
     reference = tiny_clip("timm_vit", seed=2)
     assert isinstance(reference, open_clip.CustomTextCLIP)
-    flat = {(k[len("text."):] if k.startswith("text.") else k): v for k, v in reference.state_dict().items()}
+    flat = {(k[len("text.") :] if k.startswith("text.") else k): v for k, v in reference.state_dict().items()}
     torch.save(flat, tmp_path / "clip_layout.pt")
     loaded = load_open_clip(arch, str(tmp_path / "clip_layout.pt"), image_size=size, **overrides)
     for key, value in reference.state_dict().items():
@@ -223,8 +266,7 @@ def test_clip_layout_weights_load_into_a_custom_text_model(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["clamp", "simplebaseline"])
-def test_checkpoint_style_rebuild_from_model_config_gives_identical_heatmaps(family, kind, clamp_model,
-                                                                            baseline_model):
+def test_checkpoint_style_rebuild_from_model_config_gives_identical_heatmaps(family, kind, clamp_model, baseline_model):
     model = (clamp_model if kind == "clamp" else baseline_model).eval()
     record = make_record(model, {"pretrained": None})
     json.dumps(record)  # the recipe is plain data, as checkpoints (weights_only) need
@@ -253,8 +295,15 @@ def test_openclip_name_form_builds_the_same_network_as_kind_and_backbone():
 def test_registered_paper_names_are_kept_and_equal_their_kind_and_backbone_form():
     assert list_models() == PAPER_NAMES
     registered = create_model("clamp_tiny_rn")
-    general = create_model("clamp", backbone="tiny-rn", input_size=64, heatmap_size=16, deconv_channels=32,
-                           spatial_deconv_channels=32, decoder_width=64)
+    general = create_model(
+        "clamp",
+        backbone="tiny-rn",
+        input_size=64,
+        heatmap_size=16,
+        deconv_channels=32,
+        spatial_deconv_channels=32,
+        decoder_width=64,
+    )
     shapes = {k: v.shape for k, v in general.state_dict().items()}
     assert {k: v.shape for k, v in registered.state_dict().items()} == shapes
     assert "backbone" not in registered.config
@@ -262,10 +311,18 @@ def test_registered_paper_names_are_kept_and_equal_their_kind_and_backbone_form(
         create_model("clamp_rn50", backbone="RN101")
 
 
-@pytest.mark.parametrize(("arch", "input_size", "spatial"), [
-    ("RN101", 256, 256), ("RN50x4", 256, 256), ("ViT-B-32", 256, None), ("ViT-L-14-336", 224, None),
-    ("convnext_base", 256, 256), ("EVA02-B-16", 256, None), ("EVA02-L-14", 224, None),
-])
+@pytest.mark.parametrize(
+    ("arch", "input_size", "spatial"),
+    [
+        ("RN101", 256, 256),
+        ("RN50x4", 256, 256),
+        ("ViT-B-32", 256, None),
+        ("ViT-L-14-336", 224, None),
+        ("convnext_base", 256, 256),
+        ("EVA02-B-16", 256, None),
+        ("EVA02-L-14", 224, None),
+    ],
+)
 def test_default_geometry_follows_the_encoder_family(arch, input_size, spatial):
     from clamp.models.factory import _config
 
@@ -287,6 +344,7 @@ def test_unknown_kind_or_missing_backbone_lists_the_ways_to_name_a_model():
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a connection fails the test."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("a network connection was attempted")
 
@@ -295,10 +353,13 @@ def no_network(monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
-@pytest.mark.parametrize(("arch", "tag", "tokenizer"), [
-    ("ViT-B-16-SigLIP", "webli", "timm/ViT-B-16-SigLIP"),
-    ("ViT-B-16-SigLIP2", "webli", "timm/ViT-B-16-SigLIP2"),
-])
+@pytest.mark.parametrize(
+    ("arch", "tag", "tokenizer"),
+    [
+        ("ViT-B-16-SigLIP", "webli", "timm/ViT-B-16-SigLIP"),
+        ("ViT-B-16-SigLIP2", "webli", "timm/ViT-B-16-SigLIP2"),
+    ],
+)
 def test_offline_siglip_fails_fast_with_one_clear_message(monkeypatch, no_network, arch, tag, tokenizer):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
@@ -308,8 +369,14 @@ def test_offline_siglip_fails_fast_with_one_clear_message(monkeypatch, no_networ
     assert isinstance(info.value, ClampError)
     message = str(info.value)
     assert "\n" not in message
-    for needle in (repr(arch), repr(tokenizer), "Hugging Face hub", "offline (HF_HUB_OFFLINE is set)",
-                   "nothing was downloaded", "EVA02-B-16"):
+    for needle in (
+        repr(arch),
+        repr(tokenizer),
+        "Hugging Face hub",
+        "offline (HF_HUB_OFFLINE is set)",
+        "nothing was downloaded",
+        "EVA02-B-16",
+    ):
         assert needle in message, needle
 
 
@@ -323,10 +390,15 @@ def test_siglip_fails_at_once_without_the_offline_flag_too(monkeypatch, no_netwo
     assert time.monotonic() - start < 1.0 and "offline" not in str(info.value)
 
 
-@pytest.mark.parametrize(("arch", "problem"), [
-    ("PE-Core-B-16", "global pool 'map'"), ("swin_base_patch4_window7_224", "SwinTransformer"),
-    ("coca_ViT-B-32", "CoCa"), ("MobileCLIP-S1", "FastVit"),
-])
+@pytest.mark.parametrize(
+    ("arch", "problem"),
+    [
+        ("PE-Core-B-16", "global pool 'map'"),
+        ("swin_base_patch4_window7_224", "SwinTransformer"),
+        ("coca_ViT-B-32", "CoCa"),
+        ("MobileCLIP-S1", "FastVit"),
+    ],
+)
 def test_unsupported_designs_are_refused_naming_the_problem(no_network, arch, problem):
     with pytest.raises(UnsupportedBackboneError, match=problem):
         create_model("clamp", backbone=arch, pretrained="openai")
@@ -337,12 +409,25 @@ def test_unsupported_designs_are_refused_naming_the_problem(no_network, arch, pr
 def test_openclip_backbone_group_composes_with_models_and_experiments(kind):
     from tests.helpers import compose_train
 
-    cfg = compose_train([f"model={kind}", "backbone=openclip", "backbone.arch=EVA02-B-16",
-                         "backbone.pretrained=/w/EVA02-B-16.safetensors"])
+    cfg = compose_train(
+        [
+            f"model={kind}",
+            "backbone=openclip",
+            "backbone.arch=EVA02-B-16",
+            "backbone.pretrained=/w/EVA02-B-16.safetensors",
+        ]
+    )
     assert cfg.model.name == f"{kind}_openclip:EVA02-B-16" and cfg.model.pretrained == "/w/EVA02-B-16.safetensors"
     assert (cfg.loss.get("alpha_spatial", 2.0), cfg.optimizer.backbone_lr_mult) == (2.0, 0.1)
-    paper = compose_train(["+experiment=supervised", "backbone=openclip", "backbone.arch=convnext_base",
-                           "backbone.alpha_spatial=0.4", "backbone.lr_mult=1.0"])
+    paper = compose_train(
+        [
+            "+experiment=supervised",
+            "backbone=openclip",
+            "backbone.arch=convnext_base",
+            "backbone.alpha_spatial=0.4",
+            "backbone.lr_mult=1.0",
+        ]
+    )
     assert paper.model.name == "clamp_openclip:convnext_base" and paper.data.batch_size == 128
     assert (paper.loss.alpha_spatial, paper.optimizer.backbone_lr_mult) == (0.4, 1.0)
 
@@ -356,8 +441,12 @@ def test_openclip_backbone_config_trains_through_the_lightning_module():
     arch, overrides, size, _ = FAMILIES["timm_convnext"]
     cfg = compose_train(["backbone=openclip", f"backbone.arch={arch}"])
     cfg.model.overrides = {"backbone_overrides": overrides, "input_size": size, **TINY_CLAMP}  # tiny, as tests do
-    module = PoseEstimationModule(**{k: OmegaConf.to_container(cfg[k], resolve=True)
-                                     for k in ("model", "loss", "optimizer", "scheduler", "evaluation")})
+    module = PoseEstimationModule(
+        **{
+            k: OmegaConf.to_container(cfg[k], resolve=True)
+            for k in ("model", "loss", "optimizer", "scheduler", "evaluation")
+        }
+    )
     assert isinstance(module.model.image_encoder, DenseTimmConvNeXt)
     assert module.model.config["name"] == "clamp_openclip:convnext_base"
     loss = module.training_step({**make_batch(module.model), "image_id": torch.tensor([1, 2])}, 0)
@@ -366,8 +455,15 @@ def test_openclip_backbone_config_trains_through_the_lightning_module():
 
 # ---- GPU-path switches, checked on the CPU -------------------------------------------------------------
 # bf16 convolutions are slow on CPUs (seconds for the tiny timm towers): those two run in the slow suite.
-@pytest.mark.parametrize("name", ["modified_resnet", "vit", pytest.param("timm_convnext", marks=pytest.mark.slow),
-                                  pytest.param("timm_vit", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "modified_resnet",
+        "vit",
+        pytest.param("timm_convnext", marks=pytest.mark.slow),
+        pytest.param("timm_vit", marks=pytest.mark.slow),
+    ],
+)
 def test_bf16_autocast_training_step_is_finite_and_close_to_fp32(name):
     model = tiny_model(name, seed=6).train()
     batch = make_batch(model)
@@ -399,9 +495,13 @@ def test_channels_last_gives_the_same_heatmaps(clamp_model):
 def _module(model):
     from clamp.lightning.module import PoseEstimationModule
 
-    return PoseEstimationModule(model=model, loss={"alpha_spatial": 0.4, "alpha_feature": 5e-4},
-                                optimizer={"lr": 1e-3, "weight_decay": 1e-4, "backbone_lr_mult": 1.0},
-                                scheduler={}, evaluation={"flip_test": False})
+    return PoseEstimationModule(
+        model=model,
+        loss={"alpha_spatial": 0.4, "alpha_feature": 5e-4},
+        optimizer={"lr": 1e-3, "weight_decay": 1e-4, "backbone_lr_mult": 1.0},
+        scheduler={},
+        evaluation={"flip_test": False},
+    )
 
 
 def test_compile_switch_keeps_state_dict_keys_modules_and_recipe():
@@ -433,15 +533,18 @@ def test_compiled_network_trains_and_predicts_like_the_plain_one():
 
 # ---- full size -------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize(("arch", "encoder", "feature_shape", "dense_shape"), [
-    ("RN101", DenseCLIPResNet, (2048, 8, 8), (512, 8, 8)),
-    ("RN50x4", DenseCLIPResNet, (2560, 8, 8), (640, 8, 8)),
-    ("ViT-B-32", DenseCLIPViT, (768, 8, 8), (512, 8, 8)),
-    ("ViT-L-14-336", DenseCLIPViT, (1024, 16, 16), (768, 16, 16)),
-    ("convnext_base", DenseTimmConvNeXt, (1024, 8, 8), (512, 8, 8)),
-    ("EVA02-B-16", DenseTimmViT, (768, 16, 16), (512, 16, 16)),
-    ("vit_medium_patch16_gap_256", DenseTimmViT, (512, 16, 16), (512, 16, 16)),
-])
+@pytest.mark.parametrize(
+    ("arch", "encoder", "feature_shape", "dense_shape"),
+    [
+        ("RN101", DenseCLIPResNet, (2048, 8, 8), (512, 8, 8)),
+        ("RN50x4", DenseCLIPResNet, (2560, 8, 8), (640, 8, 8)),
+        ("ViT-B-32", DenseCLIPViT, (768, 8, 8), (512, 8, 8)),
+        ("ViT-L-14-336", DenseCLIPViT, (1024, 16, 16), (768, 16, 16)),
+        ("convnext_base", DenseTimmConvNeXt, (1024, 8, 8), (512, 8, 8)),
+        ("EVA02-B-16", DenseTimmViT, (768, 16, 16), (512, 16, 16)),
+        ("vit_medium_patch16_gap_256", DenseTimmViT, (512, 16, 16), (512, 16, 16)),
+    ],
+)
 def test_full_size_backbones_forward_with_the_expected_shapes(arch, encoder, feature_shape, dense_shape):
     model = create_model("clamp", backbone=arch).eval()
     assert isinstance(model.image_encoder, encoder)

@@ -12,8 +12,17 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 
-FIGURES = ("infer_ratio", "infer_flop_ratio", "train_ratio", "train_flop_ratio", "train_flop_efficiency",
-           "pipeline_overhead", "loader_samples_per_s", "eval_linearity", "train_peak_rss_gb")
+FIGURES = (
+    "infer_ratio",
+    "infer_flop_ratio",
+    "train_ratio",
+    "train_flop_ratio",
+    "train_flop_efficiency",
+    "pipeline_overhead",
+    "loader_samples_per_s",
+    "eval_linearity",
+    "train_peak_rss_gb",
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +95,14 @@ def test_report_records_environment_and_goal_verdicts(quick_run, benchmark):
 
 def test_printed_table_shows_each_section(quick_run, benchmark):
     text = benchmark.format_report(quick_run)
-    for needle in ("eval latency (s)", "train step (s)", "data:", "OKS evaluation", "peak RSS", "throughput",
-                   "backbone", "goals:"):
+    for needle in (
+        "eval latency (s)",
+        "train step (s)",
+        "data:",
+        "OKS evaluation",
+        "peak RSS",
+        "throughput",
+        "backbone",
+        "goals:",
+    ):
         assert needle in text, needle

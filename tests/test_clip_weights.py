@@ -51,8 +51,7 @@ def _save_safetensors(model, path):
 @pytest.mark.parametrize("arch", ["tiny-rn", "tiny-vit"])
 @pytest.mark.parametrize(
     ("save", "filename"),
-    [(_save_plain, "w.pt"), (_save_plain, "w.bin"), (_save_wrapped_ddp, "w.pth"),
-     (_save_safetensors, "w.safetensors")],
+    [(_save_plain, "w.pt"), (_save_plain, "w.bin"), (_save_wrapped_ddp, "w.pth"), (_save_safetensors, "w.safetensors")],
 )
 def test_state_dict_formats_round_trip_bit_exactly(tmp_path, arch, save, filename):
     reference = _tiny(arch, seed=1)
@@ -84,8 +83,7 @@ def _expected_resize(table: torch.Tensor, old: int, new: int) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     ("arch", "key", "old", "new"),
-    [("tiny-rn", "visual.attnpool.positional_embedding", 7, 8),
-     ("tiny-vit", "visual.positional_embedding", 14, 16)],
+    [("tiny-rn", "visual.attnpool.positional_embedding", 7, 8), ("tiny-vit", "visual.positional_embedding", 14, 16)],
 )
 def test_224_weights_loaded_at_256_get_bilinearly_resized_positional_tables(tmp_path, arch, key, old, new):
     trained = _tiny(arch, size=224, seed=3)
@@ -109,8 +107,17 @@ def test_offline_uncached_tag_fails_fast_with_instructions(tmp_path, monkeypatch
         load_open_clip("RN50", "openai", image_size=256)
     assert time.monotonic() - start < 5
     message = str(info.value)
-    for needle in ("'openai'", "'RN50'", "isn't cached", "offline", "RN50.pt", "ViT-B-16.pt", "ViT-L-14.pt",
-                   "HF_HOME", "pretrained=null"):
+    for needle in (
+        "'openai'",
+        "'RN50'",
+        "isn't cached",
+        "offline",
+        "RN50.pt",
+        "ViT-B-16.pt",
+        "ViT-L-14.pt",
+        "HF_HOME",
+        "pretrained=null",
+    ):
         assert needle in message, needle
 
 

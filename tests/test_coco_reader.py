@@ -155,31 +155,36 @@ MALFORMED = {
     "image_width_zero": (set_field("images", 4, "width", 0), ["id=4", "'width'", "not positive"]),
     "annotation_without_bbox": (drop_field("annotations", 6, "bbox"), ["id=6", "'bbox'", "missing"]),
     "annotation_without_keypoints": (drop_field("annotations", 6, "keypoints"), ["id=6", "'keypoints'"]),
-    "annotation_without_category": (drop_field("annotations", 9284, "category_id"),
-                                    ["id=9284", "'category_id'"]),
+    "annotation_without_category": (drop_field("annotations", 9284, "category_id"), ["id=9284", "'category_id'"]),
     "category_without_name": (drop_field("categories", 5, "name"), ["id=5", "'name'"]),
     "image_id_not_an_integer": (set_field("annotations", 6, "image_id", 4.5), ["id=6", "'image_id'", "4.5"]),
-    "keypoints_too_short": (set_field("annotations", 6, "keypoints", [1, 2, 2] * 16),
-                            ["id=6", "'keypoints'", "length 48", "51"]),
+    "keypoints_too_short": (
+        set_field("annotations", 6, "keypoints", [1, 2, 2] * 16),
+        ["id=6", "'keypoints'", "length 48", "51"],
+    ),
     "visibility_3": (with_keypoint(5, 3), ["id=6", "'keypoints'", "3", "right_eye", "0, 1 or 2"]),
     "keypoint_nan": (with_keypoint(0, float("nan")), ["id=6", "'keypoints'", "nan", "finite"]),
     "keypoint_string": (with_keypoint(0, "488"), ["id=6", "'keypoints'", "'488'", "not a number"]),
     "box_zero_width": (set_field("annotations", 6, "bbox", [408, 197, 0, 341]), ["id=6", "'bbox'", "width"]),
-    "box_outside_image": (set_field("annotations", 6, "bbox", [2000, 197, 50, 50]),
-                          ["id=6", "'bbox'", "does not overlap image 4"]),
-    "box_above_image": (set_field("annotations", 6, "bbox", [408, -100, 50, 60]),
-                        ["id=6", "'bbox'", "overlap"]),
-    "box_one_pixel_inside": (set_field("annotations", 6, "bbox", [1023, 197, 5, 50]),
-                             ["id=6", "'bbox'", "less than 2 pixels"]),
+    "box_outside_image": (
+        set_field("annotations", 6, "bbox", [2000, 197, 50, 50]),
+        ["id=6", "'bbox'", "does not overlap image 4"],
+    ),
+    "box_above_image": (set_field("annotations", 6, "bbox", [408, -100, 50, 60]), ["id=6", "'bbox'", "overlap"]),
+    "box_one_pixel_inside": (
+        set_field("annotations", 6, "bbox", [1023, 197, 5, 50]),
+        ["id=6", "'bbox'", "less than 2 pixels"],
+    ),
     "area_negative": (set_field("annotations", 6, "area", -5), ["id=6", "'area'", "not positive"]),
-    "unknown_image": (set_field("annotations", 6, "image_id", 999),
-                      ["id=6", "'image_id'", "999", "no image"]),
+    "unknown_image": (set_field("annotations", 6, "image_id", 999), ["id=6", "'image_id'", "999", "no image"]),
     "unknown_category": (set_field("annotations", 6, "category_id", 77), ["id=6", "'category_id'", "77"]),
     "duplicate_image_id": (duplicate("images", 4), ["images", "id=4", "more than one"]),
     "duplicate_annotation_id": (duplicate("annotations", 6), ["annotations", "id=6", "more than one"]),
     "duplicate_category_id": (duplicate("categories", 26), ["categories", "id=26", "more than one"]),
-    "num_keypoints_inconsistent": (set_field("annotations", 9284, "num_keypoints", 17),
-                                   ["id=9284", "'num_keypoints'", "17", "16 points"]),
+    "num_keypoints_inconsistent": (
+        set_field("annotations", 9284, "num_keypoints", 17),
+        ["id=9284", "'num_keypoints'", "17", "16 points"],
+    ),
     "category_keypoint_names_wrong_count": (
         set_field("categories", 1, "keypoints", ["a"] * 20),
         ["id=1", "'keypoints'", "20 names", "does not match", "animalpose"],
@@ -232,8 +237,10 @@ def test_keypoint_arrays_are_read_only(fixtures_dir):
         data.instances[0].keypoints[0, 0] = 1.0
 
 
-@pytest.mark.parametrize("folder, name, spec", [("ap10k_mini", "test_ap10k.json", "ap10k"),
-                                                ("animalpose_mini", "test_animalpose.json", "animalpose")])
+@pytest.mark.parametrize(
+    "folder, name, spec",
+    [("ap10k_mini", "test_ap10k.json", "ap10k"), ("animalpose_mini", "test_animalpose.json", "animalpose")],
+)
 def test_ground_truth_loads_in_pycocotools(fixtures_dir, folder, name, spec):
     data = load_coco_keypoints(fixtures_dir / folder / name, spec)
     coco = COCO()
@@ -263,8 +270,8 @@ def test_ground_truth_keeps_crowd_and_keypointless_annotations_of_the_evaluated_
     raw = copy.deepcopy(ap10k_raw)
     jaguar = next(a for a in raw["annotations"] if a["id"] == 9284)
     raw["annotations"] += [
-        {**jaguar, "id": 1, "keypoints": [0] * 51, "num_keypoints": 0},     # no keypoints: ignored GT
-        {**jaguar, "id": 2, "iscrowd": 1},                                 # crowd: ignored GT
+        {**jaguar, "id": 1, "keypoints": [0] * 51, "num_keypoints": 0},  # no keypoints: ignored GT
+        {**jaguar, "id": 2, "iscrowd": 1},  # crowd: ignored GT
         {**jaguar, "id": 3, "category_id": 24, "keypoints": [0] * 51, "num_keypoints": 0},  # cat, Felidae
     ]
     for ann in raw["annotations"][-3:]:
@@ -285,9 +292,11 @@ def test_the_data_configs_name_the_files_of_the_dataset_layouts():
     from clamp.data.layouts import LAYOUTS
     from tests.helpers import compose_train
 
-    protocol_split = {"ap10k": {"train": "train", "val": "val", "test": "val"},
-                      "animalpose": {"train": "train", "val": "val", "test": "val"},
-                      "coco": {"train": "train", "val": "val", "test": "val"}}
+    protocol_split = {
+        "ap10k": {"train": "train", "val": "val", "test": "val"},
+        "animalpose": {"train": "train", "val": "val", "test": "val"},
+        "coco": {"train": "train", "val": "val", "test": "val"},
+    }
     for name, layout in LAYOUTS.items():
         data = compose_train([f"data={name}", "paths.output_dir=x"]).data
         for stage, files in data.splits.items():

@@ -35,8 +35,14 @@ def test_paper_convention_gflops_leave_out_functional_attention(complexity):
 
 
 def test_table_flags_rows_outside_the_tolerance(complexity):
-    row = {"model": "clamp_rn50", "input_size": [256, 256], "params_excluding_text_encoder": 90e6,
-           "params_text_encoder": 63e6, "gflops": 9.2, "gflops_all": 10.1}
+    row = {
+        "model": "clamp_rn50",
+        "input_size": [256, 256],
+        "params_excluding_text_encoder": 90e6,
+        "params_text_encoder": 63e6,
+        "gflops": 9.2,
+        "gflops_all": 10.1,
+    }
     assert complexity.format_table([row]).splitlines()[2].endswith("NO")
     row["params_excluding_text_encoder"] = 68e6
     assert complexity.format_table([row]).splitlines()[2].endswith("yes")
@@ -44,8 +50,18 @@ def test_table_flags_rows_outside_the_tolerance(complexity):
 
 def test_json_rows_have_the_documented_keys(complexity, capsys, monkeypatch):
     monkeypatch.setattr(complexity, "MODELS", ("clamp_tiny_rn",))
-    monkeypatch.setattr(complexity, "measure", lambda name: {
-        "model": name, "params_total": 1, "params_trainable": 1, "gflops": 0.1, "gflops_all": 0.2, "seconds": 0.0})
+    monkeypatch.setattr(
+        complexity,
+        "measure",
+        lambda name: {
+            "model": name,
+            "params_total": 1,
+            "params_trainable": 1,
+            "gflops": 0.1,
+            "gflops_all": 0.2,
+            "seconds": 0.0,
+        },
+    )
     assert complexity.main(["--json", "--models", "clamp_tiny_rn"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert {"model", "params_total", "params_trainable", "gflops"} <= set(row)

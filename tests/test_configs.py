@@ -13,9 +13,17 @@ from tests.helpers import compose_train
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_PATH) / "experiment").glob("*.yaml"))
 PAPER_EXPERIMENTS = [
-    "demo", "supervised", "fewshot20", "zeroshot_bovidae_canidae", "zeroshot_canidae_felidae",
-    "zeroshot_bovidae_equidae", "zeroshot_bovidae_felidae", "zeroshot_canidae_cricetidae",
-    "zeroshot_canidae_equidae", "animalpose", "coco_lowdata",
+    "demo",
+    "supervised",
+    "fewshot20",
+    "zeroshot_bovidae_canidae",
+    "zeroshot_canidae_felidae",
+    "zeroshot_bovidae_equidae",
+    "zeroshot_bovidae_felidae",
+    "zeroshot_canidae_cricetidae",
+    "zeroshot_canidae_equidae",
+    "animalpose",
+    "coco_lowdata",
 ]
 
 
@@ -27,8 +35,9 @@ def sweep_jobs(name: str) -> list[list[str]]:
     import itertools
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        params = compose(config_name="train", overrides=[f"+experiment={name}"],
-                         return_hydra_config=True).hydra.sweeper.params
+        params = compose(
+            config_name="train", overrides=[f"+experiment={name}"], return_hydra_config=True
+        ).hydra.sweeper.params
     choices = [[f"{key}={value}" for value in str(values).split(",")] for key, values in params.items()]
     return [[f"+experiment={name}", *job] for job in itertools.product(*choices)]
 
@@ -65,8 +74,16 @@ def test_experiment_carries_the_papers_hyper_parameters(name, backbone, batch_si
 
 
 def test_custom_data_composes_from_the_command_line_as_the_readme_shows():
-    cfg = compose_train(["data=custom", "data.keypoints=ap10k", "data.root=/data/zoo", "data.splits.train.ann=t.json",
-                         "data.splits.val.ann=v.json", "data.splits.test.ann=v.json"])
+    cfg = compose_train(
+        [
+            "data=custom",
+            "data.keypoints=ap10k",
+            "data.root=/data/zoo",
+            "data.splits.train.ann=t.json",
+            "data.splits.val.ann=v.json",
+            "data.splits.test.ann=v.json",
+        ]
+    )
     resolved = OmegaConf.to_container(cfg.data, resolve=True, throw_on_missing=True)
     assert resolved["splits"]["train"] == {"ann": "t.json", "images": "."}
 
@@ -79,8 +96,9 @@ def test_every_row_of_a_table_sweep_composes_to_a_registered_model(name):
     for job in jobs:
         cfg = OmegaConf.to_container(compose_train(job + ["paths.output_dir=/tmp/unused"]), resolve=True)
         assert cfg["model"]["name"] in __import__("clamp").list_models(), job
-        names.add((cfg["model"]["name"], str(cfg["model"]["overrides"]), str(cfg["loss"]), str(cfg["split"]),
-                   cfg["seed"]))
+        names.add(
+            (cfg["model"]["name"], str(cfg["model"]["overrides"]), str(cfg["loss"]), str(cfg["split"]), cfg["seed"])
+        )
     assert len(names) == len(jobs), "two rows of the table would train the same thing"
 
 
@@ -130,8 +148,14 @@ def test_paper_experiments_use_the_paper_recipe_not_the_demo_shortcuts():
 def test_experiment_runs_a_training_and_a_validation_step(name, synthetic_root, tmp_path):
     from clamp.train import train
 
-    overrides = [f"+experiment={name}", "+debug=smoke", f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}",
-                 "logger=none", "test_after_fit=false"]
+    overrides = [
+        f"+experiment={name}",
+        "+debug=smoke",
+        f"paths.root_dir={tmp_path}",
+        f"paths.output_dir={tmp_path}",
+        "logger=none",
+        "test_after_fit=false",
+    ]
     if name not in ("animalpose", "coco_lowdata"):  # the AP-10K settings share the session's data
         overrides += [f"data.root={synthetic_root}", "data.generate=null"]
     train(compose_train(overrides + (["split.fraction=0.5"] if name == "coco_lowdata" else [])))
@@ -146,8 +170,11 @@ def test_every_config_folder_and_subpackage_ships_with_the_package():
 
     root = Path(__file__).resolve().parents[1]
     packages = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    folders = {"clamp.conf." + ".".join(p.parent.relative_to(root / "conf").parts)
-               for p in (root / "conf").rglob("*.yaml") if p.parent != root / "conf"}
+    folders = {
+        "clamp.conf." + ".".join(p.parent.relative_to(root / "conf").parts)
+        for p in (root / "conf").rglob("*.yaml")
+        if p.parent != root / "conf"
+    }
     folders |= {".".join(p.parent.relative_to(root / "src").parts) for p in (root / "src").rglob("__init__.py")}
     assert folders <= packages, f"add to [tool.setuptools] packages: {sorted(folders - packages)}"
 

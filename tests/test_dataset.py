@@ -44,7 +44,7 @@ def _mmpose_msra(joints, visible, heatmap_size, sigma):
             g_y = max(0, -ul[1]), min(br[1], h) - ul[1]
             img_x = max(0, ul[0]), min(br[0], w)
             img_y = max(0, ul[1]), min(br[1], h)
-            target[j][img_y[0]:img_y[1], img_x[0]:img_x[1]] = g[g_y[0]:g_y[1], g_x[0]:g_x[1]]
+            target[j][img_y[0] : img_y[1], img_x[0] : img_x[1]] = g[g_y[0] : g_y[1], g_x[0] : g_x[1]]
     return target, weight
 
 
@@ -65,8 +65,9 @@ def test_heatmaps_equal_mmpose_msra_targets_up_to_and_beyond_the_edges(sigma, si
 def test_heatmap_weight_is_zero_for_unlabelled_or_fully_outside_points():
     # -7.6 rounds to heatmap pixel -7: the patch ends exactly at the left edge, so officially the
     # weight stays 1 with an all-zero target; -8.6 (pixel -8) is fully outside.
-    xy = np.array([[10.0, 10.0], [10.0, 10.0], [-8.6, 10.0], [-6.6, 10.0], [70.0, 10.0], [69.0, 10.0],
-                   [-7.6, 10.0], [10.0, -7.6]])
+    xy = np.array(
+        [[10.0, 10.0], [10.0, 10.0], [-8.6, 10.0], [-6.6, 10.0], [70.0, 10.0], [69.0, 10.0], [-7.6, 10.0], [10.0, -7.6]]
+    )
     hm, w = gaussian_heatmaps(xy, np.array([2, 0, 2, 2, 1, 1, 2, 2]), (64, 64), sigma=2.0)
     np.testing.assert_array_equal(w, [1, 0, 0, 1, 0, 1, 1, 1])
     assert hm[1].max() == 0 and hm[2].max() == 0 and hm[3].max() > 0 and hm[5].max() > 0
@@ -128,10 +129,19 @@ def _tiny_coco(root: Path, missing_image: bool = False) -> Path:
         kp[:, 1] = rng.uniform(box[1], box[1] + box[3], K).round()
         kp[:, 2] = 2
         kp[1] = 0
-        anns.append({"id": aid, "image_id": iid, "category_id": 1, "bbox": box, "area": box[2] * box[3],
-                     "iscrowd": 0, "num_keypoints": K - 1, "keypoints": kp.reshape(-1).tolist()})
-    cats = [{"id": 1, "name": "antelope", "supercategory": "Bovidae",
-             "keypoints": list(AP10K.keypoint_names)}]
+        anns.append(
+            {
+                "id": aid,
+                "image_id": iid,
+                "category_id": 1,
+                "bbox": box,
+                "area": box[2] * box[3],
+                "iscrowd": 0,
+                "num_keypoints": K - 1,
+                "keypoints": kp.reshape(-1).tolist(),
+            }
+        )
+    cats = [{"id": 1, "name": "antelope", "supercategory": "Bovidae", "keypoints": list(AP10K.keypoint_names)}]
     path = root / "annotations" / "tiny.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return path
@@ -151,12 +161,20 @@ def test_sample_dict_has_contract_keys_shapes_and_dtypes(tmp_path):
     assert len(ds) == 3
     sample = ds[2]
     expected = {
-        "image": ((3, 64, 64), torch.float32), "heatmap": ((K, 16, 16), torch.float32),
-        "target_weight": ((K,), torch.float32), "coarse_heatmap": ((K, 4, 4), torch.float32),
-        "coarse_weight": ((K,), torch.float32), "keypoints": ((K, 3), torch.float32),
-        "center": ((2,), torch.float32), "scale": ((2,), torch.float32), "rotation": ((), torch.float32),
-        "image_id": ((), torch.int64), "instance_id": ((), torch.int64), "category_id": ((), torch.int64),
-        "area": ((), torch.float32), "bbox_score": ((), torch.float32),
+        "image": ((3, 64, 64), torch.float32),
+        "heatmap": ((K, 16, 16), torch.float32),
+        "target_weight": ((K,), torch.float32),
+        "coarse_heatmap": ((K, 4, 4), torch.float32),
+        "coarse_weight": ((K,), torch.float32),
+        "keypoints": ((K, 3), torch.float32),
+        "center": ((2,), torch.float32),
+        "scale": ((2,), torch.float32),
+        "rotation": ((), torch.float32),
+        "image_id": ((), torch.int64),
+        "instance_id": ((), torch.int64),
+        "category_id": ((), torch.int64),
+        "area": ((), torch.float32),
+        "bbox_score": ((), torch.float32),
     }
     assert set(sample) == set(expected)
     for key, (shape, dtype) in expected.items():
@@ -256,8 +274,9 @@ def test_ap10k_fixture_crop_is_rgb_and_heatmaps_decode_to_annotations(fixtures_d
         center, scale = sample["center"].numpy(), sample["scale"].numpy()
         # The crop equals the same warp of the image read independently as RGB by PIL.
         rgb = np.asarray(Image.open(data.image_path(inst.image_id)).convert("RGB"))
-        ref = cv2.warpAffine(rgb, get_affine_transform(center, scale, 0.0, (256, 256)), (256, 256),
-                             flags=cv2.INTER_LINEAR)
+        ref = cv2.warpAffine(
+            rgb, get_affine_transform(center, scale, 0.0, (256, 256)), (256, 256), flags=cv2.INTER_LINEAR
+        )
         crop = sample["image"].numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
         assert np.abs(crop * 255.0 - ref).max() < 2.0
         # Contract decode: x_img = x_hm * scale_w / W_hm + center_x - scale_w / 2.

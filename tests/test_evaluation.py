@@ -51,9 +51,7 @@ def mmpose_flip_back(output_flipped: np.ndarray, flip_pairs, shift: bool) -> np.
     return back
 
 
-@pytest.mark.parametrize(
-    ("x", "y"), [(20.25, 30.75), (40.75, 10.25), (33.0, 17.0), (5.25, 58.0), (61.75, 2.25)]
-)
+@pytest.mark.parametrize(("x", "y"), [(20.25, 30.75), (40.75, 10.25), (33.0, 17.0), (5.25, 58.0), (61.75, 2.25)])
 def test_decode_moves_a_quarter_pixel_toward_the_larger_neighbour(x: float, y: float) -> None:
     heatmaps = gaussian_heatmap(x, y)[None, None]
     coords, maxvals = decode_heatmaps(heatmaps)
@@ -166,7 +164,9 @@ def test_keypoint_results_builds_rescored_entries_with_crop_area() -> None:
     kpts[..., 2] = [[1.0, 0.5, 0.1], [0.1, 0.1, 0.1]]
     entries = keypoint_results(kpts, [7, 7], [1, 26], np.array([100.0, 200.0]), [1.0, 0.5], [70, 71])
     assert [(e["image_id"], e["category_id"], e["instance_id"], e["area"]) for e in entries] == [
-        (7, 1, 70, 100.0), (7, 26, 71, 200.0)]
+        (7, 1, 70, 100.0),
+        (7, 26, 71, 200.0),
+    ]
     assert entries[0]["score"] == pytest.approx(0.75) and entries[1]["score"] == 0.0
     coco = to_coco_results(entries)
     assert set(coco[0]) == {"image_id", "category_id", "keypoints", "score"}
@@ -176,8 +176,14 @@ def test_keypoint_results_builds_rescored_entries_with_crop_area() -> None:
 def _pose(offset: float, score: float, image_id: int = 1, category_id: int = 1) -> dict:
     base = np.stack([np.linspace(100, 300, 17), np.linspace(50, 250, 17), np.ones(17)], axis=1)
     base[:, :2] += offset
-    return {"image_id": image_id, "category_id": category_id, "instance_id": int(offset * 10) + image_id,
-            "keypoints": base, "area": 250.0**2, "score": score}
+    return {
+        "image_id": image_id,
+        "category_id": category_id,
+        "instance_id": int(offset * 10) + image_id,
+        "keypoints": base,
+        "area": 250.0**2,
+        "score": score,
+    }
 
 
 def test_oks_nms_drops_a_duplicate_and_keeps_distinct_animals() -> None:

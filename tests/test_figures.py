@@ -26,14 +26,27 @@ def shows_something(path, image):
     return picture
 
 
-def test_figures_are_written_from_checkpoints_an_image_and_its_ground_truth(trained_run, baseline_checkpoint,
-                                                                           fixtures_dir, tmp_path, monkeypatch):
+def test_figures_are_written_from_checkpoints_an_image_and_its_ground_truth(
+    trained_run, baseline_checkpoint, fixtures_dir, tmp_path, monkeypatch
+):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     image = fixtures_dir / "ap10k_mini" / "000000037516.jpg"
-    code = main(["--ckpt", str(trained_run / "checkpoints" / "last.ckpt"), "--image", str(image),
-                 "--baseline", str(baseline_checkpoint), "--gt", str(fixtures_dir / "ap10k_mini" / "test_ap10k.json"),
-                 "--out", str(tmp_path / "figures"), "--wandb"])
+    code = main(
+        [
+            "--ckpt",
+            str(trained_run / "checkpoints" / "last.ckpt"),
+            "--image",
+            str(image),
+            "--baseline",
+            str(baseline_checkpoint),
+            "--gt",
+            str(fixtures_dir / "ap10k_mini" / "test_ap10k.json"),
+            "--out",
+            str(tmp_path / "figures"),
+            "--wandb",
+        ]
+    )
     assert code == 0
     rgb = cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB)
     names = ("fig3_feature_matching.png", "fig4_score_maps.png", "fig5_comparison.png")
@@ -44,6 +57,14 @@ def test_figures_are_written_from_checkpoints_an_image_and_its_ground_truth(trai
 
 
 def test_figures_need_a_clamp_checkpoint(baseline_checkpoint, fixtures_dir, tmp_path, capsys):
-    code = main(["--ckpt", str(baseline_checkpoint), "--image", str(fixtures_dir / "photos" / "chelsea.png"),
-                 "--out", str(tmp_path)])
+    code = main(
+        [
+            "--ckpt",
+            str(baseline_checkpoint),
+            "--image",
+            str(fixtures_dir / "photos" / "chelsea.png"),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 2 and "need a CLAMP model" in capsys.readouterr().err

@@ -21,6 +21,7 @@ def one_hot_coarse(batch: int, joints: int, size: int, cells: list[tuple[int, in
 
 # ---------------------------------------------------------------- heatmap MSE (L_pred, L_spatial)
 
+
 def test_perfect_heatmap_gives_zero_loss():
     target = torch.rand(2, 3, 8, 8)
     assert heatmap_mse_loss(target.clone(), target, torch.ones(2, 3)).item() == 0.0
@@ -28,8 +29,12 @@ def test_perfect_heatmap_gives_zero_loss():
 
 def test_heatmap_loss_matches_mmpose_joints_mse_loop():
     pred, target, weight = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4), torch.tensor([[1.0, 0.0, 1.0]] * 2)
-    expected = sum(F.mse_loss(pred[:, j] * weight[:, j, None, None], target[:, j] * weight[:, j, None, None])
-                   for j in range(3)) / 3
+    expected = (
+        sum(
+            F.mse_loss(pred[:, j] * weight[:, j, None, None], target[:, j] * weight[:, j, None, None]) for j in range(3)
+        )
+        / 3
+    )
     torch.testing.assert_close(heatmap_mse_loss(pred, target, weight), expected)
     # mmpose passes (B, K, 1) weights
     torch.testing.assert_close(heatmap_mse_loss(pred, target, weight[..., None]), expected)
@@ -58,18 +63,21 @@ def test_heatmap_shape_mismatch_raises_clear_error():
 
 # ---------------------------------------------------------------- keypoint features (Eq. 6)
 
+
 def coordinate_grid(height: int, width: int) -> torch.Tensor:
     """(1, 2, h, w) features whose channels are the cell's x and y."""
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32),
-                            torch.arange(width, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
+    )
     return torch.stack([xs, ys])[None]
 
 
 def test_nearest_sampling_picks_the_peak_cell():
     dense = coordinate_grid(4, 4)
     coarse = one_hot_coarse(1, 2, 4, [(2, 1), (0, 3)])
-    torch.testing.assert_close(keypoint_features(dense, coarse_heatmap=coarse),
-                               torch.tensor([[[2.0, 1.0], [0.0, 3.0]]]))
+    torch.testing.assert_close(
+        keypoint_features(dense, coarse_heatmap=coarse), torch.tensor([[[2.0, 1.0], [0.0, 3.0]]])
+    )
 
 
 def test_nearest_sampling_without_peak_gives_zero_vector():
@@ -102,13 +110,15 @@ def test_unknown_sampling_and_wrong_grid_raise():
 
 # ---------------------------------------------------------------- feature contrastive loss (Eq. 7-8)
 
+
 def test_uniform_similarities_give_log_k():
     k = 5
     dense = torch.randn(2, 8, 1, 1).expand(2, 8, 4, 4)  # all keypoint features equal, all prompts equal
     coarse = one_hot_coarse(2, k, 4, [(i % 4, i // 4) for i in range(k)])
     prompts = torch.randn(2, 1, 8).expand(2, k, 8)
-    loss = feature_contrastive_loss(dense, prompts, torch.ones(2, k), logit_scale=math.log(1 / 0.07),
-                                    coarse_heatmap=coarse)
+    loss = feature_contrastive_loss(
+        dense, prompts, torch.ones(2, k), logit_scale=math.log(1 / 0.07), coarse_heatmap=coarse
+    )
     assert loss.item() == pytest.approx(math.log(k), rel=1e-5)
 
 
@@ -116,8 +126,7 @@ def test_weights_average_over_all_b_times_k_entries():
     k = 4
     coarse = one_hot_coarse(2, k, 4, [(i, 0) for i in range(k)])
     weights = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
-    loss = feature_contrastive_loss(torch.ones(2, 3, 4, 4), torch.ones(2, k, 3), weights, 2.0,
-                                    coarse_heatmap=coarse)
+    loss = feature_contrastive_loss(torch.ones(2, 3, 4, 4), torch.ones(2, k, 3), weights, 2.0, coarse_heatmap=coarse)
     assert loss.item() == pytest.approx(math.log(k) * 3 / 8, rel=1e-5)  # 3 visible of B*K = 8, not of 3
 
 
@@ -128,8 +137,7 @@ def test_hand_computed_two_keypoint_case_with_invisible_zero_vector_as_negative(
     coarse = torch.zeros(1, 2, 2, 2)
     coarse[0, 0, 0, 0] = 1.0
     prompts = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])  # e1 and (e1 + e2) / sqrt 2 after normalising
-    loss = feature_contrastive_loss(dense, prompts, torch.tensor([[1.0, 0.0]]), logit_scale=0.0,
-                                    coarse_heatmap=coarse)
+    loss = feature_contrastive_loss(dense, prompts, torch.tensor([[1.0, 0.0]]), logit_scale=0.0, coarse_heatmap=coarse)
     # image->text row 0: logits (1, 1/sqrt2) over prompts; text->image row 0: logits (1, 0) over features,
     # the invisible keypoint's zero vector still acting as a negative. Each mean is over B*K = 2 entries.
     i2t = -math.log(math.e / (math.e + math.exp(1 / math.sqrt(2))))
@@ -150,17 +158,23 @@ def test_aligned_features_with_large_scale_give_near_zero_loss_and_gradients_flo
 
 # ---------------------------------------------------------------- total loss (Eq. 10)
 
+
 def fake_output_and_batch(k: int = 3) -> tuple[PoseOutput, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     out = PoseOutput(
-        heatmaps=torch.rand(2, k, 8, 8), spatial_heatmaps=torch.rand(2, k, 8, 8),
+        heatmaps=torch.rand(2, k, 8, 8),
+        spatial_heatmaps=torch.rand(2, k, 8, 8),
         score_maps=torch.rand(2, k, 2, 2),
-        dense_features=torch.randn(2, 4, 2, 2), global_embedding=torch.randn(2, 4),
-        prompt_embeddings_initial=torch.randn(2, k, 4), prompt_embeddings=torch.randn(2, k, 4),
+        dense_features=torch.randn(2, 4, 2, 2),
+        global_embedding=torch.randn(2, 4),
+        prompt_embeddings_initial=torch.randn(2, k, 4),
+        prompt_embeddings=torch.randn(2, k, 4),
     )
     batch = {
-        "image": torch.zeros(2, 3, 32, 32), "heatmap": torch.rand(2, k, 8, 8),
-        "target_weight": torch.ones(2, k), "coarse_weight": torch.ones(2, k),
+        "image": torch.zeros(2, 3, 32, 32),
+        "heatmap": torch.rand(2, k, 8, 8),
+        "target_weight": torch.ones(2, k),
+        "coarse_weight": torch.ones(2, k),
         "coarse_heatmap": one_hot_coarse(2, k, 2, [(0, 0), (1, 0), (1, 1)]),
         "keypoints": torch.tensor([[[0.0, 0.0, 2.0], [16.0, 0.0, 2.0], [16.0, 16.0, 2.0]]] * 2),
     }
@@ -172,8 +186,9 @@ def test_total_loss_is_the_weighted_sum():
     losses = clamp_total_loss(out, batch, alpha_spatial=0.4, alpha_feature=5e-4, logit_scale=2.0)
     pred = heatmap_mse_loss(out.heatmaps, batch["heatmap"], batch["target_weight"])
     spatial = heatmap_mse_loss(out.spatial_heatmaps, batch["heatmap"], batch["target_weight"])
-    feature = feature_contrastive_loss(out.dense_features, out.prompt_embeddings, batch["coarse_weight"], 2.0,
-                                       coarse_heatmap=batch["coarse_heatmap"])
+    feature = feature_contrastive_loss(
+        out.dense_features, out.prompt_embeddings, batch["coarse_weight"], 2.0, coarse_heatmap=batch["coarse_heatmap"]
+    )
     torch.testing.assert_close(losses["loss_pred"], pred)
     torch.testing.assert_close(losses["loss_spatial"], spatial)
     torch.testing.assert_close(losses["loss_feature"], feature)
@@ -182,8 +197,9 @@ def test_total_loss_is_the_weighted_sum():
 
 def test_total_loss_switches_remove_terms():
     out, batch = fake_output_and_batch()
-    only_pred = clamp_total_loss(out, batch, alpha_spatial=0.4, alpha_feature=5e-4, use_spatial=False,
-                                 use_feature=False)
+    only_pred = clamp_total_loss(
+        out, batch, alpha_spatial=0.4, alpha_feature=5e-4, use_spatial=False, use_feature=False
+    )
     assert only_pred["loss_spatial"] == 0 and only_pred["loss_feature"] == 0
     torch.testing.assert_close(only_pred["loss"], only_pred["loss_pred"])
     no_feature = clamp_total_loss(out, batch, alpha_spatial=0.4, alpha_feature=5e-4, use_feature=False)
@@ -193,8 +209,9 @@ def test_total_loss_switches_remove_terms():
 def test_total_loss_bilinear_sampling_takes_stride_from_the_image():
     out, batch = fake_output_and_batch()
     nearest = clamp_total_loss(out, batch, alpha_spatial=1.0, alpha_feature=1.0, logit_scale=1.0)
-    bilinear = clamp_total_loss(out, batch, alpha_spatial=1.0, alpha_feature=1.0, logit_scale=1.0,
-                                feature_sampling="bilinear")
+    bilinear = clamp_total_loss(
+        out, batch, alpha_spatial=1.0, alpha_feature=1.0, logit_scale=1.0, feature_sampling="bilinear"
+    )
     # Keypoints sit on cell centres (stride 32 / 2 = 16), so both samplings select the same features.
     torch.testing.assert_close(bilinear["loss_feature"], nearest["loss_feature"])
 

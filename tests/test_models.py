@@ -18,6 +18,7 @@ from clamp.models.text import FrozenTextEncoder, PromptLearner, tokenize_prompt_
 TINY_MODELS = [name for name in list_models() if "tiny" in name]
 FULL_MODELS = [name for name in list_models() if "tiny" not in name]
 
+
 def make_batch(model, batch_size: int = 2) -> dict[str, torch.Tensor]:
     """A sample-dict batch with random keypoints and MSRA-style targets at the heatmap and feature grids."""
     gen = torch.Generator().manual_seed(0)
@@ -47,8 +48,15 @@ def make_batch(model, batch_size: int = 2) -> dict[str, torch.Tensor]:
 def training_loss(model, batch) -> dict[str, torch.Tensor]:
     is_clamp = isinstance(model, CLAMP)
     out = model(batch["image"])
-    return clamp_total_loss(out, batch, alpha_spatial=0.4, alpha_feature=5e-4, use_spatial=is_clamp,
-                            use_feature=is_clamp, logit_scale=model.logit_scale if is_clamp else None)
+    return clamp_total_loss(
+        out,
+        batch,
+        alpha_spatial=0.4,
+        alpha_feature=5e-4,
+        use_spatial=is_clamp,
+        use_feature=is_clamp,
+        logit_scale=model.logit_scale if is_clamp else None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +137,9 @@ def test_full_size_model_output_shapes(name):
 
 def test_keypoint_head_deconvolutions_follow_grid_to_heatmap_ratio():
     rn, vit = create_model("simplebaseline_tiny_rn"), create_model("clamp_tiny_vit")
-    deconvs = [sum(isinstance(m, torch.nn.ConvTranspose2d) for m in model.keypoint_head.modules())
-               for model in (rn, vit)]
+    deconvs = [
+        sum(isinstance(m, torch.nn.ConvTranspose2d) for m in model.keypoint_head.modules()) for model in (rn, vit)
+    ]
     assert deconvs == [3, 2]  # stride 32 -> 4 and 16 -> 4
     vit_upsampler = vit.spatial_head.upsampler
     assert vit_upsampler.final_layer.in_channels == 17  # official ViT upconv head: K filters per deconv
@@ -257,8 +266,15 @@ def test_too_long_prompt_word_raises_naming_word_and_limit():
 
 
 def test_custom_keypoint_spec_sets_number_of_prompts_and_heatmaps():
-    spec = KeypointSpec(name="tri", keypoint_names=("a", "b", "c"), prompt_words=("nose", "tail", "neck"),
-                        flip_pairs=(), sigmas=(0.05,) * 3, skeleton=((0, 1),), upper_body_ids=(0,))
+    spec = KeypointSpec(
+        name="tri",
+        keypoint_names=("a", "b", "c"),
+        prompt_words=("nose", "tail", "neck"),
+        flip_pairs=(),
+        sigmas=(0.05,) * 3,
+        skeleton=((0, 1),),
+        upper_body_ids=(0,),
+    )
     model = create_model("clamp_tiny_vit", keypoints=spec.to_dict()).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 64, 64)).heatmaps.shape == (1, 3, 16, 16)
@@ -335,8 +351,9 @@ def test_model_defaults_follow_official_configs():
     assert isinstance(create_model("simplebaseline_tiny_vit"), SimpleBaseline)
 
 
-@pytest.mark.parametrize(("backbone", "alpha_spatial", "lr_mult"), [("rn50", 0.4, 1.0), ("vitb16", 2.0, 0.1),
-                                                                    ("vitl14", 1.0, 0.1)])
+@pytest.mark.parametrize(
+    ("backbone", "alpha_spatial", "lr_mult"), [("rn50", 0.4, 1.0), ("vitb16", 2.0, 0.1), ("vitl14", 1.0, 0.1)]
+)
 def test_training_defaults_per_backbone_follow_official_configs(backbone, alpha_spatial, lr_mult):
     from tests.helpers import compose_train
 

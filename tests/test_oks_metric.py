@@ -50,8 +50,14 @@ def noisy_results(gt: dict, k: int, sigma: float, noisy_categories: set[int] | N
         if noisy_categories is None or ann["category_id"] in noisy_categories:
             kpts[:, :2] += noise
         kpts[:, 2] = 1.0
-        results.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
-                        "keypoints": kpts.reshape(-1).tolist(), "score": 1.0})
+        results.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": ann["category_id"],
+                "keypoints": kpts.reshape(-1).tolist(),
+                "score": 1.0,
+            }
+        )
     return results
 
 
@@ -86,16 +92,16 @@ def test_gt_as_prediction_gives_ap_one(fixtures_dir: Path, name: str) -> None:
     ("name", "sigma", "expected"),
     [("ap10k", 5, 1.0), ("ap10k", 20, 0.8), ("animalpose", 5, 0.9505), ("animalpose", 20, 0.4515)],
 )
-def test_seeded_noise_reproduces_the_reference_aps(fixtures_dir: Path, name: str, sigma: float,
-                                                   expected: float) -> None:
+def test_seeded_noise_reproduces_the_reference_aps(
+    fixtures_dir: Path, name: str, sigma: float, expected: float
+) -> None:
     gt, spec = load_gt(fixtures_dir, name)
     report = evaluate_keypoints(gt, noisy_results(gt, spec.num_keypoints, sigma), spec.sigmas)
     assert report["AP"] == pytest.approx(expected, abs=5e-5)
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURES))
-def test_evaluate_keypoints_equals_direct_pycocotools_exactly(fixtures_dir: Path, name: str,
-                                                               tmp_path: Path) -> None:
+def test_evaluate_keypoints_equals_direct_pycocotools_exactly(fixtures_dir: Path, name: str, tmp_path: Path) -> None:
     gt, spec = load_gt(fixtures_dir, name)
     results = noisy_results(gt, spec.num_keypoints, 20.0)
     direct = pycocotools_eval(gt, results, spec.sigmas).stats.tolist()
@@ -171,17 +177,31 @@ def test_cli_prints_the_six_keys_and_matches_the_library(fixtures_dir: Path, tmp
     gt_path = fixtures_dir / FIXTURES["animalpose"][0]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
     proc = subprocess.run(
-        [sys.executable, "-m", "clamp.evaluation.oks", "--gt", str(gt_path),
-         "--dt", str(tmp_path / "dt.json"), "--dataset", "animalpose"],
-        capture_output=True, text=True, env=env, check=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "clamp.evaluation.oks",
+            "--gt",
+            str(gt_path),
+            "--dt",
+            str(tmp_path / "dt.json"),
+            "--dataset",
+            "animalpose",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
     )
     printed = json.loads(proc.stdout)
     assert {"AP", "AP50", "AP75", "APM", "APL", "AR"} <= set(printed)
     assert stats(printed) == pycocotools_eval(gt, results, spec.sigmas).stats.tolist()
 
 
-def test_cli_reports_bad_input_in_one_line_with_nonzero_exit(fixtures_dir: Path, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture) -> None:
+def test_cli_reports_bad_input_in_one_line_with_nonzero_exit(
+    fixtures_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     gt_path = fixtures_dir / FIXTURES["ap10k"][0]
     assert main(["--gt", str(gt_path), "--dt", str(tmp_path / "missing.json"), "--dataset", "ap10k"]) != 0
     err = capsys.readouterr().err
@@ -250,8 +270,9 @@ def perturbed_predictions(gt: dict, spec: KeypointSpec, sigma: float) -> dict[in
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURES))
-def test_metric_equals_direct_pycocotools_on_perturbed_predictions(fixtures_dir: Path, name: str,
-                                                                   tmp_path: Path) -> None:
+def test_metric_equals_direct_pycocotools_on_perturbed_predictions(
+    fixtures_dir: Path, name: str, tmp_path: Path
+) -> None:
     gt, spec = load_gt(fixtures_dir, name)
     order = [a["id"] for a in gt["annotations"]]
     heatmaps, batch, expected = crop_batch(gt, spec, perturbed_predictions(gt, spec, 15.0), order)
@@ -262,8 +283,8 @@ def test_metric_equals_direct_pycocotools_on_perturbed_predictions(fixtures_dir:
     # Results come in (image id, instance id) order.
     by_image = sorted(range(len(order)), key=lambda i: (int(batch["image_id"][i]), order[i]))
     np.testing.assert_allclose(
-        np.array([r["keypoints"] for r in written]).reshape(len(order), -1, 3)[..., :2], expected[by_image],
-        atol=1e-3)
+        np.array([r["keypoints"] for r in written]).reshape(len(order), -1, 3)[..., :2], expected[by_image], atol=1e-3
+    )
     direct = pycocotools_eval(gt, written, spec.sigmas).stats.tolist()
     assert [values[k].item() for k in STAT_NAMES] == direct == stats(metric.last_report)
     cli_style = evaluate_keypoints(fixtures_dir / FIXTURES[name][0], tmp_path / "results.json", spec.sigmas)
@@ -299,8 +320,14 @@ def test_metric_gives_the_same_numbers_on_two_ranks_with_padded_duplicates(
     rank1 = KeypointAPMetric(spec, gt, nms_threshold=nms_threshold)
     rank1.update(*crop_batch(gt, spec, predictions, [ids[1], ids[0]])[:2])
     gather = two_rank_gather(rank1)
-    rank0 = KeypointAPMetric(spec, gt, results_path=tmp_path / "ddp.json", nms_threshold=nms_threshold,
-                             dist_sync_fn=gather, distributed_available_fn=lambda: True)
+    rank0 = KeypointAPMetric(
+        spec,
+        gt,
+        results_path=tmp_path / "ddp.json",
+        nms_threshold=nms_threshold,
+        dist_sync_fn=gather,
+        distributed_available_fn=lambda: True,
+    )
     rank0.update(*crop_batch(gt, spec, predictions, [ids[0], ids[2]])[:2])
     got = rank0.compute()
 

@@ -29,8 +29,12 @@ PRINTED_PRETRAINS = {"ImageNet": "imagenet", "CLIP": "clip"}
 PRINTED_METHODS = {"SimpleBaseline [32]": "simplebaseline", "CLAMP (ours)": "clamp"}
 PRINTED_MARKS = {"✓": True, "✕": False}
 # Our backbone config for each (backbone, pre-training) of the paper.
-BACKBONE_CONFIGS = {("resnet50", "imagenet"): "rn50_imagenet", ("resnet50", "clip"): "rn50",
-                    ("vitb16", "clip"): "vitb16", ("vitl14", "clip"): "vitl14"}
+BACKBONE_CONFIGS = {
+    ("resnet50", "imagenet"): "rn50_imagenet",
+    ("resnet50", "clip"): "rn50",
+    ("vitb16", "clip"): "vitb16",
+    ("vitl14", "clip"): "vitl14",
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +58,11 @@ def method_config(name: str) -> dict:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"+method={name}"], return_hydra_config=True)
     choices = dict(cfg.hydra.runtime.choices)
-    return {"choices": choices, "loss": OmegaConf.to_container(cfg.loss),
-            "model": {"overrides": OmegaConf.to_container(cfg.model.overrides)}}
+    return {
+        "choices": choices,
+        "loss": OmegaConf.to_container(cfg.loss),
+        "model": {"overrides": OmegaConf.to_container(cfg.model.overrides)},
+    }
 
 
 def experiment_choice(name: str, group: str) -> str | None:
@@ -77,12 +84,12 @@ def nested(config: dict, dotted: str, default):
 def test_every_row_reads_as_its_line_in_the_paper_text(paper_lines, number):
     table = TABLES[number]
     start = next(i for i, line in enumerate(paper_lines) if line.startswith(f"Table {number}. "))
-    caption_lines = paper_lines[start:paper_lines.index("", start)]
+    caption_lines = paper_lines[start : paper_lines.index("", start)]
     assert " ".join(caption_lines) == table.caption
     # The header line (it also proves the column names) is the nearest one above the caption.
     header = " ".join(table.header)
     top = max(i for i, line in enumerate(paper_lines[:start]) if line == header)
-    printed_rows = [line for line in paper_lines[top + 1:start] if line.strip()]
+    printed_rows = [line for line in paper_lines[top + 1 : start] if line.strip()]
     # The text extraction turned the paper's check marks into '!'.
     ours = [" ".join(cells).replace("✓", "!") for cells in table.cells()]
     assert ours == printed_rows
@@ -105,8 +112,10 @@ def test_a_row_without_a_value_for_a_column_is_rejected_with_a_clear_error():
         parse_paper_tables(data)
 
 
-@pytest.mark.parametrize("mistake", ["unknown_row_key", "text_value", "bool_value", "bad_pretrain", "duplicate_table",
-                                     "fraction_of_unknown_column"])
+@pytest.mark.parametrize(
+    "mistake",
+    ["unknown_row_key", "text_value", "bool_value", "bad_pretrain", "duplicate_table", "fraction_of_unknown_column"],
+)
 def test_malformed_data_is_rejected(mistake):
     data = raw_data()
     row = data["tables"][0]["rows"][0]
@@ -131,8 +140,17 @@ def test_a_cell_the_paper_leaves_empty_loads_as_none_and_prints_empty():
     data["tables"][0]["rows"][0]["values"]["APM"] = None
     table = parse_paper_tables(data)[1]
     assert table.rows[0].values["APM"] is None
-    assert table.cells()[0] == ["SimpleBaseline [32]", "ResNet-50", "ImageNet", "70.2", "94.2", "76.0", "", "70.4",
-                                "73.5"]
+    assert table.cells()[0] == [
+        "SimpleBaseline [32]",
+        "ResNet-50",
+        "ImageNet",
+        "70.2",
+        "94.2",
+        "76.0",
+        "",
+        "70.4",
+        "73.5",
+    ]
 
 
 def test_rows_the_paper_repeats_across_tables_agree():
@@ -146,8 +164,9 @@ def test_rows_the_paper_repeats_across_tables_agree():
             for column, value in row.values.items():
                 first = seen.setdefault((row.row, column), (table.number, value))
                 repeats += first[0] != table.number
-                assert value == first[1], f"{row.row.method} {column}: Table {table.number} {value}, " \
-                                          f"Table {first[0]} {first[1]}"
+                assert value == first[1], (
+                    f"{row.row.method} {column}: Table {table.number} {value}, Table {first[0]} {first[1]}"
+                )
     # Table 5: 2 CLAMP APs of Table 1; Table 6: AP, AR of 2 rows; Table 7: 4 APs; Table 8: 2 APs; Table 9: 1 AP.
     assert repeats == 13
 
@@ -253,24 +272,39 @@ def test_cli_writes_the_table_to_a_file(tmp_path, capsys):
 
 @pytest.mark.parametrize("number", ["0", "12"])
 def test_cli_rejects_an_unknown_table_with_exit_2_and_one_line(number):
-    proc = subprocess.run([sys.executable, "-m", "clamp.tables", "--paper", number], capture_output=True, text=True,
-                          check=False, env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "clamp.tables", "--paper", number],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr == f"error: the paper has no Table {number}; it has Tables 1 to 11\n"
 
 
 def test_loading_the_tables_imports_neither_torch_nor_lightning():
-    code = ("import sys, clamp.tables; clamp.tables.load_paper_tables(); "
-            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")})
+    code = (
+        "import sys, clamp.tables; clamp.tables.load_paper_tables(); "
+        "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+    )
     assert proc.stdout == "[]\n"
 
 
 def test_latex_escapes_its_special_characters():
-    out = render_table(["a_b", "AP@1%"], [["x & y", "[32] 50%"], ["✓ ✕", "−0.8 $#{}"]], "latex",
-                       caption="k% of ~data^2 \\ end")
+    out = render_table(
+        ["a_b", "AP@1%"], [["x & y", "[32] 50%"], ["✓ ✕", "−0.8 $#{}"]], "latex", caption="k% of ~data^2 \\ end"
+    )
     assert r"a\_b & AP@1\% \\" in out
     assert r"x \& y & {[}32] 50\% \\" in out  # a leading [ would be an optional argument of \\
     assert r"\checkmark{} $\times$ & $-$0.8 \$\#\{\} \\" in out

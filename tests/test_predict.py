@@ -38,8 +38,7 @@ def compose_predict(*overrides: str):
 
 def run_predict(ckpt: Path, source: Path, out: Path, *overrides: str) -> dict:
     """``predict`` in-process, as the CLI runs it after parsing, on a small batch and without a bar."""
-    report = predict(compose_predict(f"ckpt={ckpt}", f"input={source}", f"output={out}", "progress=none",
-                                     *overrides))
+    report = predict(compose_predict(f"ckpt={ckpt}", f"input={source}", f"output={out}", "progress=none", *overrides))
     assert json.loads((out / "predictions.json").read_text()) == json.loads(json.dumps(report))
     return report
 
@@ -184,8 +183,16 @@ def test_images_of_any_mode_and_size_get_their_results(ckpt, tmp_path):
     report = run_predict(ckpt, photos, tmp_path / "out", "device=cpu")
     assert report["skipped"] == []
     sizes = {image["file_name"]: (image["width"], image["height"]) for image in report["images"]}
-    assert sizes == {"cmyk.jpg": (80, 60), "deep.png": (70, 50), "grey.png": (80, 60), "palette.png": (80, 60),
-                     "rgba.png": (80, 60), "rotated.jpg": (50, 80), "tiny.png": (3, 2), "wide.jpg": (1600, 200)}
+    assert sizes == {
+        "cmyk.jpg": (80, 60),
+        "deep.png": (70, 50),
+        "grey.png": (80, 60),
+        "palette.png": (80, 60),
+        "rgba.png": (80, 60),
+        "rotated.jpg": (50, 80),
+        "tiny.png": (3, 2),
+        "wide.jpg": (1600, 200),
+    }
     for image in report["images"]:
         keypoints = np.array(list(image["animals"][0]["keypoints"].values()))
         assert keypoints.shape == (17, 3) and np.isfinite(keypoints).all()
@@ -204,8 +211,9 @@ def test_bad_inputs_are_named_and_skipped_and_every_other_picture_gets_its_resul
     (photos / "notes.txt").write_text("field notes")
     (photos / "clip.mp4").write_text("not a video either")
     out = tmp_path / "out"
-    result = run_cli("-m", "clamp.predict", f"ckpt={ckpt}", f"input={photos}", f"output={out}",
-                     f"hydra.run.dir={out}", "device=cpu")
+    result = run_cli(
+        "-m", "clamp.predict", f"ckpt={ckpt}", f"input={photos}", f"output={out}", f"hydra.run.dir={out}", "device=cpu"
+    )
     assert result.returncode == 0, result.stderr
     console = result.stdout + result.stderr
     assert "Traceback" not in console
@@ -248,10 +256,20 @@ def test_progress_is_a_line_every_n_pictures_off_a_terminal(ckpt, tmp_path, capl
     for i in range(3):
         noise_image(photos / f"{i}.png", seed=i)
     with caplog.at_level("INFO", logger="clamp.predict"):
-        predict(compose_predict(f"ckpt={ckpt}", f"input={photos}", f"output={tmp_path / 'out'}", "progress=lines",
-                                "progress_every=2", "device=cpu"))
-    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("images:")] == ["images: 2/3",
-                                                                                               "images: 3/3"]
+        predict(
+            compose_predict(
+                f"ckpt={ckpt}",
+                f"input={photos}",
+                f"output={tmp_path / 'out'}",
+                "progress=lines",
+                "progress_every=2",
+                "device=cpu",
+            )
+        )
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("images:")] == [
+        "images: 2/3",
+        "images: 3/3",
+    ]
     with pytest.raises(ClampError, match="did you mean lines"):
         predict(compose_predict(f"ckpt={ckpt}", f"input={photos}", f"output={tmp_path / 'o2'}", "progress=line"))
 
@@ -282,11 +300,17 @@ BAD_BOXES = [
     ("object", {"boxes": []}, "must be a COCO file with 'images' and 'annotations'"),
     ("record type", [[1, 2, 3, 4]], "record 0 is list, not an object"),
     ("no bbox", [{"file_name": "a.jpg"}], "record 0: field 'bbox' = None must be [x, y, w, h]"),
-    ("short bbox", [{"file_name": "a.jpg", "bbox": [1, 2, 3, 4]}, {"file_name": "a.jpg", "bbox": [1, 2, 3]}],
-     "record 1: field 'bbox' = [1, 2, 3]"),
+    (
+        "short bbox",
+        [{"file_name": "a.jpg", "bbox": [1, 2, 3, 4]}, {"file_name": "a.jpg", "bbox": [1, 2, 3]}],
+        "record 1: field 'bbox' = [1, 2, 3]",
+    ),
     ("text in bbox", [{"file_name": "a.jpg", "bbox": [0, "x", 5, 5]}], "record 0: field 'bbox' = 'x' is not a number"),
-    ("negative box", [{"file_name": "a.jpg", "bbox": [10, 10, -5, 20]}], "record 0: field 'bbox' = [10, 10, -5, 20] "
-                                                                         "has a non-positive width or height"),
+    (
+        "negative box",
+        [{"file_name": "a.jpg", "bbox": [10, 10, -5, 20]}],
+        "record 0: field 'bbox' = [10, 10, -5, 20] has a non-positive width or height",
+    ),
     ("nan", b'[{"file_name": "a.jpg", "bbox": [NaN, 0, 5, 5]}]', "record 0: field 'bbox' = nan is not a finite"),
     ("no image", [{"bbox": [0, 0, 5, 5]}], "record 0 needs 'file_name' or 'image_id'"),
     ("file name type", [{"file_name": 7, "bbox": [0, 0, 5, 5]}], "record 0: field 'file_name' = 7"),
@@ -294,8 +318,11 @@ BAD_BOXES = [
     ("score", [{"image_id": 1, "bbox": [0, 0, 5, 5], "score": "high"}], "record 0: field 'score' = 'high'"),
     ("frame", [{"file_name": "v.mp4", "bbox": [0, 0, 5, 5], "frame": -1}], "record 0: field 'frame' = -1"),
     ("coco image", {"images": [{"id": 1}], "annotations": []}, "images[0] needs 'id' and a 'file_name'"),
-    ("coco annotation", {"images": [], "annotations": [{"image_id": 1, "bbox": [0, 0, 0, 3]}]},
-     "annotations[0]: field 'bbox' = [0, 0, 0, 3] has a non-positive"),
+    (
+        "coco annotation",
+        {"images": [], "annotations": [{"image_id": 1, "bbox": [0, 0, 0, 3]}]},
+        "annotations[0]: field 'bbox' = [0, 0, 0, 3] has a non-positive",
+    ),
 ]
 
 
@@ -321,8 +348,14 @@ def test_a_jpeg_passed_as_boxes_stops_the_command_with_one_line(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     noise_image(photos / "cat.jpg")
-    result = run_cli("-m", "clamp.predict", f"ckpt={tmp_path / 'never-read.ckpt'}", f"input={photos}",
-                     f"boxes={photos / 'cat.jpg'}", f"hydra.run.dir={tmp_path / 'out'}")
+    result = run_cli(
+        "-m",
+        "clamp.predict",
+        f"ckpt={tmp_path / 'never-read.ckpt'}",
+        f"input={photos}",
+        f"boxes={photos / 'cat.jpg'}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
@@ -334,16 +367,22 @@ def test_a_negative_box_stops_the_command_with_one_line(ckpt, tmp_path, capsys):
 
     noise_image(tmp_path / "cat.jpg")
     boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps([{"file_name": "cat.jpg", "bbox": [5, 5, 30, 20]},
-                                 {"file_name": "cat.jpg", "bbox": [5, 5, 30, -20]}]))
-    cfg = compose_predict(f"ckpt={ckpt}", f"input={tmp_path / 'cat.jpg'}", f"boxes={boxes}",
-                          f"output={tmp_path / 'out'}")
+    boxes.write_text(
+        json.dumps(
+            [{"file_name": "cat.jpg", "bbox": [5, 5, 30, 20]}, {"file_name": "cat.jpg", "bbox": [5, 5, 30, -20]}]
+        )
+    )
+    cfg = compose_predict(
+        f"ckpt={ckpt}", f"input={tmp_path / 'cat.jpg'}", f"boxes={boxes}", f"output={tmp_path / 'out'}"
+    )
     with pytest.raises(SystemExit) as exit_status:
         run_entry_point(predict, cfg)  # what the command runs after parsing its command line
     assert exit_status.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"error: {boxes}: record 1: field 'bbox' = [5, 5, 30, -20] has a non-positive width or "
-                     "height (boxes are [x, y, width, height])"]
+    assert lines == [
+        f"error: {boxes}: record 1: field 'bbox' = [5, 5, 30, -20] has a non-positive width or "
+        "height (boxes are [x, y, width, height])"
+    ]
 
 
 def test_detector_results_are_kept_above_the_score_threshold_and_matched_by_image_id(ckpt, tmp_path, caplog):
@@ -351,11 +390,13 @@ def test_detector_results_are_kept_above_the_score_threshold_and_matched_by_imag
     photos.mkdir()
     for i, name in enumerate(["000000037516.jpg", "000000000004.jpg", "other.jpg"]):
         noise_image(photos / name, 120, 90, seed=i)
-    detections = [{"image_id": 37516, "category_id": 1, "bbox": [10, 10, 50, 40], "score": 0.9},
-                  {"image_id": 37516, "category_id": 1, "bbox": [60, 30, 50, 50], "score": 0.8},
-                  {"image_id": 37516, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.1},
-                  {"image_id": 4, "category_id": 1, "bbox": [0, 0, 50, 50], "score": 0.05},
-                  {"image_id": 99, "category_id": 1, "bbox": [0, 0, 50, 50], "score": 0.95}]
+    detections = [
+        {"image_id": 37516, "category_id": 1, "bbox": [10, 10, 50, 40], "score": 0.9},
+        {"image_id": 37516, "category_id": 1, "bbox": [60, 30, 50, 50], "score": 0.8},
+        {"image_id": 37516, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.1},
+        {"image_id": 4, "category_id": 1, "bbox": [0, 0, 50, 50], "score": 0.05},
+        {"image_id": 99, "category_id": 1, "bbox": [0, 0, 50, 50], "score": 0.95},
+    ]
     boxes = tmp_path / "detections.json"
     boxes.write_text(json.dumps(detections))
     with caplog.at_level("WARNING", logger="clamp.predict"):
@@ -397,9 +438,15 @@ def test_per_frame_boxes_of_a_video_and_frames_without_entries_have_no_animal(ck
     write_video(folder / "clip.mp4", frames=4)
     noise_image(folder / "still.png")
     boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps([{"file_name": "clip.mp4", "frame": 0, "bbox": [0, 0, 40, 40]},
-                                 {"file_name": "clip.mp4", "frame": 0, "bbox": [40, 10, 50, 50]},
-                                 {"file_name": "clip.mp4", "frame": 2, "bbox": [10, 10, 30, 30]}]))
+    boxes.write_text(
+        json.dumps(
+            [
+                {"file_name": "clip.mp4", "frame": 0, "bbox": [0, 0, 40, 40]},
+                {"file_name": "clip.mp4", "frame": 0, "bbox": [40, 10, 50, 50]},
+                {"file_name": "clip.mp4", "frame": 2, "bbox": [10, 10, 30, 30]},
+            ]
+        )
+    )
     out = tmp_path / "out"
     report = run_predict(ckpt, folder, out, f"boxes={boxes}", "device=cpu")
     assert [image["file_name"] for image in report["images"]] == ["still.png"]
@@ -438,8 +485,15 @@ def onnx_files(visible_ckpt, tmp_path_factory):
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install 'clamp-pose[onnx]'")
     folder = tmp_path_factory.mktemp("onnx-e2e")
     onnx = folder / "model.onnx"
-    result = run_cli("-m", "clamp.export", f"ckpt={visible_ckpt}", "format=onnx", f"out={onnx}",
-                     f"hydra.run.dir={folder / 'export'}", timeout=400)
+    result = run_cli(
+        "-m",
+        "clamp.export",
+        f"ckpt={visible_ckpt}",
+        "format=onnx",
+        f"out={onnx}",
+        f"hydra.run.dir={folder / 'export'}",
+        timeout=400,
+    )
     assert result.returncode == 0, result.stderr
     assert "Replaced initializer" not in result.stdout + result.stderr, "exporter noise on the console"
     return visible_ckpt, onnx
@@ -452,17 +506,27 @@ def test_onnx_export_then_predict_with_onnxruntime_gives_the_pytorch_keypoints(o
     noise_image(photos / "a.png", 120, 90, seed=1)
     noise_image(photos / "b.jpg", 64, 100, seed=2)
     boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps([{"file_name": "a.png", "bbox": [0, 0, 60, 50]},
-                                 {"file_name": "a.png", "bbox": [40, 20, 80, 70]}]))
-    result = run_cli("-m", "clamp.predict", f"ckpt={onnx}", "backend=onnx", f"input={photos}", f"boxes={boxes}",
-                     f"output={tmp_path / 'onnx'}", f"hydra.run.dir={tmp_path / 'onnx'}")
+    boxes.write_text(
+        json.dumps([{"file_name": "a.png", "bbox": [0, 0, 60, 50]}, {"file_name": "a.png", "bbox": [40, 20, 80, 70]}])
+    )
+    result = run_cli(
+        "-m",
+        "clamp.predict",
+        f"ckpt={onnx}",
+        "backend=onnx",
+        f"input={photos}",
+        f"boxes={boxes}",
+        f"output={tmp_path / 'onnx'}",
+        f"hydra.run.dir={tmp_path / 'onnx'}",
+    )
     assert result.returncode == 0, result.stderr
     from_onnx = json.loads((tmp_path / "onnx" / "predictions.json").read_text())
     from_torch = run_predict(visible, photos, tmp_path / "torch", f"boxes={boxes}", "device=cpu")
     assert from_onnx["model"]["backend"] == "onnx" and from_torch["model"]["backend"] == "torch"
     assert from_onnx["model"]["demo"] is True, "the demo flag travels in the ONNX metadata"
-    pairs = [(a, b) for i, j in zip(from_onnx["images"], from_torch["images"]) for a, b in zip(i["animals"],
-                                                                                               j["animals"])]
+    pairs = [
+        (a, b) for i, j in zip(from_onnx["images"], from_torch["images"]) for a, b in zip(i["animals"], j["animals"])
+    ]
     assert len(pairs) == 3
     for a, b in pairs:
         assert a["box"] == b["box"] and a["keypoints"].keys() == b["keypoints"].keys()

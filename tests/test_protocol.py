@@ -32,8 +32,16 @@ def with_ignored_annotations(raw: dict) -> dict:
     for ann in list(raw["annotations"]):
         x, y, w, h = ann["bbox"]
         k = len(ann["keypoints"]) // 3
-        raw["annotations"].append({**ann, "id": next_id, "keypoints": [0] * (3 * k), "num_keypoints": 0,
-                                   "bbox": [x + 0.1 * w, y + 0.1 * h, 0.8 * w, 0.8 * h], "area": 0.64 * w * h})
+        raw["annotations"].append(
+            {
+                **ann,
+                "id": next_id,
+                "keypoints": [0] * (3 * k),
+                "num_keypoints": 0,
+                "bbox": [x + 0.1 * w, y + 0.1 * h, 0.8 * w, 0.8 * h],
+                "area": 0.64 * w * h,
+            }
+        )
         raw["annotations"].append({**ann, "id": next_id + 1, "iscrowd": 1})
         next_id += 2
     return raw
@@ -45,10 +53,17 @@ def fixture_datamodule(fixtures_dir: Path, tmp_path: Path, dataset: str, **kwarg
     ann.write_text(json.dumps(with_ignored_annotations(json.loads((fixtures_dir / folder / name).read_text()))))
     images = str(fixtures_dir / folder)
     datamodule = PoseDataModule(
-        keypoints=dataset, root=str(tmp_path), splits={s: {"ann": ann.name, "images": images}
-                                                      for s in ("train", "val", "test")},
-        split={"mode": "full"}, input_size=(256, 256), heatmap_size=(64, 64), coarse_size=None, batch_size=2,
-        num_workers=0, **kwargs)
+        keypoints=dataset,
+        root=str(tmp_path),
+        splits={s: {"ann": ann.name, "images": images} for s in ("train", "val", "test")},
+        split={"mode": "full"},
+        input_size=(256, 256),
+        heatmap_size=(64, 64),
+        coarse_size=None,
+        batch_size=2,
+        num_workers=0,
+        **kwargs,
+    )
     return datamodule, ann
 
 
@@ -86,8 +101,9 @@ def perturbed_heatmaps(datamodule: PoseDataModule, batch: dict, rng: np.random.G
 
 @pytest.mark.parametrize("dataset", sorted(FIXTURES))
 @pytest.mark.parametrize("noise_scale", [0.5, 1.0])
-def test_metric_equals_pycocotools_on_the_unmodified_file_with_ignored_annotations(fixtures_dir, tmp_path, dataset,
-                                                                                   noise_scale):
+def test_metric_equals_pycocotools_on_the_unmodified_file_with_ignored_annotations(
+    fixtures_dir, tmp_path, dataset, noise_scale
+):
     datamodule, ann = fixture_datamodule(fixtures_dir, tmp_path, dataset)
     datamodule.setup("validate")
     spec = get_keypoint_spec(dataset)
@@ -100,7 +116,8 @@ def test_metric_equals_pycocotools_on_the_unmodified_file_with_ignored_annotatio
     results = json.loads((tmp_path / "results.json").read_text())
     direct = pycocotools_stats(ann, results, spec.sigmas)
     assert [float(ours[k]) for k in ("AP", "AP50", "AP75", "APM", "APL", "AR")] == pytest.approx(
-        [direct[i] for i in (0, 1, 2, 3, 4, 5)], abs=0)
+        [direct[i] for i in (0, 1, 2, 3, 4, 5)], abs=0
+    )
     assert float(ours["AP"]) > 0
 
 
@@ -131,12 +148,29 @@ def test_eval_entry_point_equals_pycocotools_on_the_unmodified_file(fixtures_dir
     ann = tmp_path / "data" / "annotations.json"
     ann.parent.mkdir()
     ann.write_text(json.dumps(with_ignored_annotations(json.loads((fixtures_dir / folder / name).read_text()))))
-    splits = [f"data.splits.{stage}.{key}={value}" for stage in ("train", "val", "test")
-              for key, value in (("ann", "annotations.json"), ("images", fixtures_dir / folder))]
-    train(compose_train(fast_overrides(tmp_path / "data", tmp_path / "run", "data=custom", f"data.keypoints={dataset}",
-                                       "trainer.max_epochs=1", *splits)))
-    result = run_cli("-m", "clamp.eval", f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
-                     f"hydra.run.dir={tmp_path / 'eval'}")
+    splits = [
+        f"data.splits.{stage}.{key}={value}"
+        for stage in ("train", "val", "test")
+        for key, value in (("ann", "annotations.json"), ("images", fixtures_dir / folder))
+    ]
+    train(
+        compose_train(
+            fast_overrides(
+                tmp_path / "data",
+                tmp_path / "run",
+                "data=custom",
+                f"data.keypoints={dataset}",
+                "trainer.max_epochs=1",
+                *splits,
+            )
+        )
+    )
+    result = run_cli(
+        "-m",
+        "clamp.eval",
+        f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
@@ -145,12 +179,23 @@ def test_eval_entry_point_equals_pycocotools_on_the_unmodified_file(fixtures_dir
 
 
 def synthetic_datamodule(root: Path, tmp_path: Path, split: dict, test_ann: str) -> PoseDataModule:
-    splits = {"train": {"ann": "annotations/ap10k-train-split1.json", "images": "data"},
-              "val": {"ann": "annotations/ap10k-val-split1.json", "images": "data"},
-              "test": {"ann": test_ann, "images": "data"}}
-    return PoseDataModule(keypoints="ap10k", root=str(root), splits=splits, split=split, input_size=(64, 64),
-                          heatmap_size=(16, 16), coarse_size=None, batch_size=4, num_workers=0,
-                          manifest_path=str(tmp_path / "split_manifest.json"))
+    splits = {
+        "train": {"ann": "annotations/ap10k-train-split1.json", "images": "data"},
+        "val": {"ann": "annotations/ap10k-val-split1.json", "images": "data"},
+        "test": {"ann": test_ann, "images": "data"},
+    }
+    return PoseDataModule(
+        keypoints="ap10k",
+        root=str(root),
+        splits=splits,
+        split=split,
+        input_size=(64, 64),
+        heatmap_size=(16, 16),
+        coarse_size=None,
+        batch_size=4,
+        num_workers=0,
+        manifest_path=str(tmp_path / "split_manifest.json"),
+    )
 
 
 def test_manifest_records_the_test_file_that_is_scored(synthetic_root, tmp_path):
@@ -159,9 +204,12 @@ def test_manifest_records_the_test_file_that_is_scored(synthetic_root, tmp_path)
     test = json.loads((synthetic_root / "annotations" / "ap10k-test-split1.json").read_text())
     families = {c["id"]: c["supercategory"] for c in test["categories"]}
     test_family = Counter(families[a["category_id"]] for a in test["annotations"]).most_common(1)[0][0]
-    datamodule = synthetic_datamodule(synthetic_root, tmp_path, {"mode": "family", "train_family": "Bovidae",
-                                                                 "test_family": test_family},
-                                      "annotations/ap10k-test-split1.json")
+    datamodule = synthetic_datamodule(
+        synthetic_root,
+        tmp_path,
+        {"mode": "family", "train_family": "Bovidae", "test_family": test_family},
+        "annotations/ap10k-test-split1.json",
+    )
     datamodule.setup("test")
     manifest = json.loads((tmp_path / "split_manifest.json").read_text())
     test_part = manifest["parts"]["test"]
@@ -183,18 +231,25 @@ def test_family_ground_truth_keeps_only_the_test_family_and_its_ignored_annotati
     families = {c["id"]: c["supercategory"] for c in val["categories"]}
     canid = next(a for a in val["annotations"] if families[a["category_id"]] == "Canidae")
     felid = next(c for c, f in families.items() if f == "Felidae")
-    val["annotations"] += [{**canid, "id": 10**6, "keypoints": [0] * 51, "num_keypoints": 0},
-                           {**canid, "id": 10**6 + 1, "category_id": felid, "keypoints": [0] * 51, "num_keypoints": 0},
-                           {**canid, "id": 10**6 + 2, "category_id": felid}]  # a cat beside the dog
+    val["annotations"] += [
+        {**canid, "id": 10**6, "keypoints": [0] * 51, "num_keypoints": 0},
+        {**canid, "id": 10**6 + 1, "category_id": felid, "keypoints": [0] * 51, "num_keypoints": 0},
+        {**canid, "id": 10**6 + 2, "category_id": felid},
+    ]  # a cat beside the dog
     (root / "annotations" / "ap10k-val-split1.json").write_text(json.dumps(val))
-    datamodule = synthetic_datamodule(root, tmp_path, {"mode": "family", "train_family": "bovidae",
-                                                       "test_family": "canidae"}, "annotations/ap10k-val-split1.json")
+    datamodule = synthetic_datamodule(
+        root,
+        tmp_path,
+        {"mode": "family", "train_family": "bovidae", "test_family": "canidae"},
+        "annotations/ap10k-val-split1.json",
+    )
     datamodule.setup("validate")
     gt = datamodule.ground_truth("val")
     assert {families[a["category_id"]] for a in gt["annotations"]} == {"Canidae"}
     assert {families[c["id"]] for c in gt["categories"]} == {"Canidae"}
-    assert 10**6 in {a["id"] for a in gt["annotations"]} and not {10**6 + 1, 10**6 + 2} & {a["id"] for a in
-                                                                                           gt["annotations"]}
+    assert 10**6 in {a["id"] for a in gt["annotations"]} and not {10**6 + 1, 10**6 + 2} & {
+        a["id"] for a in gt["annotations"]
+    }
     # The other animals of those images are no prediction's species: kept in the ground truth, their
     # species would enter the per-species mean with AP 0.
     every_family = datamodule.data["val"].ground_truth(datamodule.manifest.parts["val"].image_ids)
@@ -210,8 +265,9 @@ def test_family_ground_truth_keeps_only_the_test_family_and_its_ignored_annotati
     assert scores[0] > 0.8 and scores[0] > scores[1]
 
 
-def test_a_gelu_backbone_round_trips_through_its_checkpoint_with_identical_heatmaps(synthetic_root, tmp_path,
-                                                                                    monkeypatch):
+def test_a_gelu_backbone_round_trips_through_its_checkpoint_with_identical_heatmaps(
+    synthetic_root, tmp_path, monkeypatch
+):
     from open_clip.transformer import QuickGELU
 
     import clamp
@@ -222,12 +278,23 @@ def test_a_gelu_backbone_round_trips_through_its_checkpoint_with_identical_heatm
     weights = tmp_path / "tiny_gelu.pt"
     torch.save(clip_backbone.load_open_clip("tiny-rn", None, image_size=64, quick_gelu=False).state_dict(), weights)
     monkeypatch.setattr(clip_backbone, "resolve_pretrained", lambda arch, pretrained, tags=True: (weights, False))
-    train(compose_train(fast_overrides(synthetic_root, tmp_path / "run", "backbone.pretrained=laion_style_tag",
-                                       "trainer.max_epochs=1", "trainer.limit_train_batches=2")))
+    train(
+        compose_train(
+            fast_overrides(
+                synthetic_root,
+                tmp_path / "run",
+                "backbone.pretrained=laion_style_tag",
+                "trainer.max_epochs=1",
+                "trainer.limit_train_batches=2",
+            )
+        )
+    )
     rebuilt = clamp.load_model(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert not isinstance(rebuilt.text_encoder.transformer.resblocks[0].mlp.gelu, QuickGELU)
-    state = {k[len("model."):]: v for k, v in torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt",
-                                                        weights_only=True)["state_dict"].items()}
+    state = {
+        k[len("model.") :]: v
+        for k, v in torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"].items()
+    }
     trained = clamp.create_model("clamp_tiny_rn", quick_gelu=False, input_size=64, heatmap_size=16).eval()
     trained.load_state_dict(state)
     images = torch.randn(2, 3, 64, 64)
@@ -275,8 +342,11 @@ def test_the_weight_decay_difference_counts_the_norms_the_official_configs_decay
     report = script.weight_decay_differences()
     rn50 = clamp.create_model("clamp_rn50", keypoints="ap10k")
     norm_types = (torch.nn.BatchNorm2d, torch.nn.LayerNorm)
-    unnamed_norm_weights = sum(module.weight.numel() for name, module in rn50.named_modules()
-                               if isinstance(module, norm_types) and "norm" not in name and module.weight.requires_grad)
+    unnamed_norm_weights = sum(
+        module.weight.numel()
+        for name, module in rn50.named_modules()
+        if isinstance(module, norm_types) and "norm" not in name and module.weight.requires_grad
+    )
     # RN50: the official "bias"/"norm" keys exempt every bias but decay the norm weights not named *norm*
     # (CLIP's bn1..3, the heads' BatchNorms, the prompt encoder's ln_*).
     assert report["clamp_rn50"]["different"] == unnamed_norm_weights

@@ -42,8 +42,9 @@ def poisoned_checkpoint(good: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("entry", ["eval", "predict"])
-def test_a_checkpoint_with_a_code_payload_is_refused_and_the_payload_never_runs(trained_run, synthetic_root, tmp_path,
-                                                                              entry):
+def test_a_checkpoint_with_a_code_payload_is_refused_and_the_payload_never_runs(
+    trained_run, synthetic_root, tmp_path, entry
+):
     path, marker = poisoned_checkpoint(trained_run / "checkpoints" / "last.ckpt", tmp_path)
     args = {
         "eval": ["-m", "clamp.eval", f"ckpt={path}"],
@@ -77,8 +78,13 @@ def test_the_library_loader_and_export_refuse_the_payload_too(trained_run, tmp_p
 def test_an_exported_model_folder_predicts_exactly_as_its_checkpoint(trained_run, tmp_path):
     import clamp
 
-    result = run_cli("-m", "clamp.export", f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}",
-                     f"out={tmp_path / 'zoo'}", f"hydra.run.dir={tmp_path / 'out'}")
+    result = run_cli(
+        "-m",
+        "clamp.export",
+        f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}",
+        f"out={tmp_path / 'zoo'}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == ["clamp_model.json", "model.safetensors"]
     from_checkpoint = clamp.Predictor.from_checkpoint(trained_run / "checkpoints" / "last.ckpt", device="cpu")
@@ -129,8 +135,15 @@ def test_the_pixel_cap_is_configurable_for_prediction(trained_run, tmp_path):
     photos.mkdir()
     png_bomb(photos / "big.png", 400)
     Image.new("RGB", (64, 48)).save(photos / "small.png")
-    result = run_cli("-m", "clamp.predict", f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", f"input={photos}",
-                     "max_image_pixels=10000", f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'out'}")
+    result = run_cli(
+        "-m",
+        "clamp.predict",
+        f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}",
+        f"input={photos}",
+        "max_image_pixels=10000",
+        f"output={tmp_path / 'out'}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert [i["file_name"] for i in report["images"]] == ["small.png"]
@@ -145,8 +158,10 @@ def test_json_inputs_are_size_checked_before_parsing(tmp_path):
     assert len(read_json(path, "boxes file")) == 1000
 
 
-@pytest.mark.parametrize("name", ["../../escape.jpg", "/etc/passwd", "C:\\\\Windows\\\\x.jpg", "..", "a/../../b.jpg",
-                                  "sub/dir/ok.jpg", ".hidden"])
+@pytest.mark.parametrize(
+    "name",
+    ["../../escape.jpg", "/etc/passwd", "C:\\\\Windows\\\\x.jpg", "..", "a/../../b.jpg", "sub/dir/ok.jpg", ".hidden"],
+)
 def test_output_names_from_inputs_stay_inside_the_output_folder(tmp_path, name):
     out = tmp_path / "out"
     out.mkdir()
@@ -154,19 +169,32 @@ def test_output_names_from_inputs_stay_inside_the_output_folder(tmp_path, name):
     assert out.resolve() in path.parents and path.name.endswith(".pose.jpg")
 
 
-def test_a_boxes_file_with_hostile_names_writes_nothing_outside_the_output_folder(trained_run, synthetic_root,
-                                                                                 tmp_path):
+def test_a_boxes_file_with_hostile_names_writes_nothing_outside_the_output_folder(
+    trained_run, synthetic_root, tmp_path
+):
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "cat.jpg").write_bytes((synthetic_root / "data" / "000000000001.jpg").read_bytes())
-    coco = {"images": [{"id": 1, "file_name": "../../../escape.jpg"}, {"id": 2, "file_name": "/tmp/abs.jpg"},
-                       {"id": 3, "file_name": "cat.jpg"}],
-            "annotations": [{"image_id": i, "bbox": [0, 0, 50, 50]} for i in (1, 2, 3)]}
+    coco = {
+        "images": [
+            {"id": 1, "file_name": "../../../escape.jpg"},
+            {"id": 2, "file_name": "/tmp/abs.jpg"},
+            {"id": 3, "file_name": "cat.jpg"},
+        ],
+        "annotations": [{"image_id": i, "bbox": [0, 0, 50, 50]} for i in (1, 2, 3)],
+    }
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps(coco))
     before = set(tmp_path.rglob("*"))
-    result = run_cli("-m", "clamp.predict", f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", f"input={photos}",
-                     f"boxes={boxes}", f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'out'}")
+    result = run_cli(
+        "-m",
+        "clamp.predict",
+        f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}",
+        f"input={photos}",
+        f"boxes={boxes}",
+        f"output={tmp_path / 'out'}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+    )
     assert result.returncode == 0, result.stderr
     created = set(tmp_path.rglob("*")) - before
     assert created and all((tmp_path / "out") in p.parents or p == tmp_path / "out" for p in created)

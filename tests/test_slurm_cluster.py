@@ -83,8 +83,18 @@ def test_start_when_running_is_harmless():
 
 def test_sbatch_wait_runs_a_job_that_sacct_reports(tmp_path):
     out = tmp_path / "out-%j.txt"
-    proc = run("sbatch", "--wait", "--parsable", "-J", "pytest-trivial", "-o", str(out),
-               "--wrap", "echo hello from $SLURM_JOB_ID", timeout=120)
+    proc = run(
+        "sbatch",
+        "--wait",
+        "--parsable",
+        "-J",
+        "pytest-trivial",
+        "-o",
+        str(out),
+        "--wrap",
+        "echo hello from $SLURM_JOB_ID",
+        timeout=120,
+    )
     job_id = proc.stdout.strip().split(";")[0]
     assert (tmp_path / f"out-{job_id}.txt").read_text().strip() == f"hello from {job_id}"
     # The accounting record may lag the job's end by a moment.
@@ -97,7 +107,7 @@ def test_requeue_restarts_the_same_job_with_a_restart_count(tmp_path):
     script = tmp_path / "job.sh"
     script.write_text(
         "#!/bin/bash\n"
-        f"echo \"start restart=${{SLURM_RESTART_COUNT:-unset}} job=$SLURM_JOB_ID\" >> {log}\n"
+        f'echo "start restart=${{SLURM_RESTART_COUNT:-unset}} job=$SLURM_JOB_ID" >> {log}\n'
         "if [[ -z ${SLURM_RESTART_COUNT:-} ]]; then\n"
         f"  trap 'echo \"got SIGTERM\" >> {log}; exit 0' TERM\n"
         "  sleep 300 & wait\n"
@@ -110,7 +120,10 @@ def test_requeue_restarts_the_same_job_with_a_restart_count(tmp_path):
     # Requeued jobs wait AuthInfo=cred_expire (10 s on the local cluster, 120 s by default) to restart.
     wait_for(lambda: sacct_state(job_id) == "COMPLETED", 150, f"job {job_id} to run again and complete")
     assert log.read_text().splitlines() == [
-        f"start restart=unset job={job_id}", "got SIGTERM", f"start restart=1 job={job_id}"]
+        f"start restart=unset job={job_id}",
+        "got SIGTERM",
+        f"start restart=1 job={job_id}",
+    ]
     states = run("sacct", "-n", "-X", "-P", "-D", "-j", job_id, "-o", "State").stdout.split()
     assert states == ["REQUEUED", "COMPLETED"]
 

@@ -23,8 +23,13 @@ from tests.test_slurm_cluster import _sinfo_works
 pytestmark = pytest.mark.slow
 
 # What a CPU-only node offers: no GPUs, one CPU and 2 GB per job.
-CPU_NODE = ("hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.tasks_per_node=1",
-            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2")
+CPU_NODE = (
+    "hydra/launcher=slurm",
+    "hydra.launcher.gpus_per_node=0",
+    "hydra.launcher.tasks_per_node=1",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=2",
+)
 TRAINING = ("trainer.limit_train_batches=6", "trainer.limit_val_batches=1", "trainer.max_epochs=8")
 
 
@@ -37,8 +42,12 @@ def cluster_running():
 
 def sacct(job: str, duplicates: bool = False) -> list[list[str]]:
     """``[job id, state]`` per task of a job (with ``duplicates``, one per run of a requeued task too)."""
-    out = subprocess.run(["sacct", "-n", "-P", "-X", *(["-D"] if duplicates else []), "-j", job, "-o", "JobID,State"],
-                         capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        ["sacct", "-n", "-P", "-X", *(["-D"] if duplicates else []), "-j", job, "-o", "JobID,State"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
     return [line.split("|") for line in out.splitlines() if line]
 
 
@@ -76,10 +85,20 @@ def launch(tmp_path: Path, *overrides: str, wandb_mode: str = "disabled") -> sub
 
     from tests.helpers import OFFLINE_ENV, REPO_ROOT
 
-    return subprocess.Popen([sys.executable, "-m", "clamp.train", "-m", *CPU_NODE, *overrides], cwd=REPO_ROOT,
-                            env={**os.environ, **OFFLINE_ENV, "CLAMP_ROOT": str(tmp_path), "WANDB_MODE": wandb_mode,
-                                 "WANDB_SILENT": "true"}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "clamp.train", "-m", *CPU_NODE, *overrides],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            **OFFLINE_ENV,
+            "CLAMP_ROOT": str(tmp_path),
+            "WANDB_MODE": wandb_mode,
+            "WANDB_SILENT": "true",
+        },
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float = 900) -> str:
@@ -95,8 +114,18 @@ def same_weights(a: Path, b: Path) -> bool:
 
 def test_a_tables_smoke_multirun_is_one_array_task_per_row_and_every_row_finishes(tmp_path):
     sweep = tmp_path / "multirun"
-    result = run_cli("-m", "clamp.train", "-m", "+experiment=table3", "+debug=smoke", *CPU_NODE,
-                     f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", "logger=none", timeout=900)
+    result = run_cli(
+        "-m",
+        "clamp.train",
+        "-m",
+        "+experiment=table3",
+        "+debug=smoke",
+        *CPU_NODE,
+        f"paths.root_dir={tmp_path}",
+        f"hydra.sweep.dir={sweep}",
+        "logger=none",
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     job = submitted_job(sweep)
     tasks = settled(job)
@@ -114,8 +143,9 @@ def straight_run(synthetic_root: Path, tmp_path: Path, *extra: str) -> Path:
 
 
 def job_overrides(synthetic_root: Path, sweep: Path, *extra: str) -> list[str]:
-    return [o for o in fast_overrides(synthetic_root, sweep, *TRAINING, *extra) if not o.startswith("paths.output_dir")
-            ] + [f"hydra.sweep.dir={sweep}"]
+    return [
+        o for o in fast_overrides(synthetic_root, sweep, *TRAINING, *extra) if not o.startswith("paths.output_dir")
+    ] + [f"hydra.sweep.dir={sweep}"]
 
 
 def test_a_job_requeued_after_its_first_checkpoint_resumes_and_ends_as_the_straight_run(synthetic_root, tmp_path):
@@ -146,8 +176,7 @@ def test_a_job_at_its_time_limit_is_signalled_ahead_saves_requeues_and_finishes(
     sweep = tmp_path / "multirun"
     # SIGUSR2 comes about a minute ahead of a 2-minute limit, so the job must requeue itself to finish.
     overrides = job_overrides(synthetic_root, sweep, "trainer.max_epochs=60", "test_after_fit=true")
-    process = launch(tmp_path, *overrides, "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=60",
-                     "seed=0")
+    process = launch(tmp_path, *overrides, "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=60", "seed=0")
     job = submitted_job(sweep)
     finish(process, timeout=1500)
     logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.err"))

@@ -21,8 +21,14 @@ from clamp.keypoints import AP10K, AP10K_CATEGORIES
 FAMILIES = ("Bovidae", "Canidae", "Felidae", "Equidae", "Cricetidae", "Ursidae")
 SPECIES = [s for s in AP10K_CATEGORIES if s.family in FAMILIES and s.name != "arctic fox"]
 FAMILY_OF = {s.id: s.family for s in AP10K_CATEGORIES}
-PAPER_PAIRS = [("Bovidae", "Canidae"), ("Canidae", "Felidae"), ("Bovidae", "Equidae"),
-               ("Bovidae", "Felidae"), ("Canidae", "Cricetidae"), ("Canidae", "Equidae")]
+PAPER_PAIRS = [
+    ("Bovidae", "Canidae"),
+    ("Canidae", "Felidae"),
+    ("Bovidae", "Equidae"),
+    ("Bovidae", "Felidae"),
+    ("Canidae", "Cricetidae"),
+    ("Canidae", "Equidae"),
+]
 K = 4
 
 
@@ -34,21 +40,32 @@ def count_for(category_id: int) -> int:
 def make_annotations(pairs: list[tuple[int, int]], first_ann_id: int = 1, seed: int = 0) -> dict[str, Any]:
     """An AP-10K-format dict with one annotation per (image_id, category_id) pair, all 54 categories."""
     rng = np.random.default_rng(seed)
-    images = [{"id": i, "file_name": f"{i:012d}.jpg", "width": 640, "height": 480}
-              for i in sorted({image_id for image_id, _ in pairs})]
+    images = [
+        {"id": i, "file_name": f"{i:012d}.jpg", "width": 640, "height": 480}
+        for i in sorted({image_id for image_id, _ in pairs})
+    ]
     annotations = []
     for n, (image_id, category_id) in enumerate(pairs):
         xy = rng.uniform(110, 300, size=(AP10K.num_keypoints, 2)).round()
         vis = np.full(AP10K.num_keypoints, 2)
         vis[n % AP10K.num_keypoints] = 0
         kpts = np.concatenate([xy * (vis[:, None] > 0), vis[:, None]], axis=1)
-        annotations.append({
-            "id": first_ann_id + n, "image_id": image_id, "category_id": category_id,
-            "bbox": [100, 100, 220, 220], "area": 48400, "iscrowd": 0,
-            "num_keypoints": int((vis > 0).sum()), "keypoints": kpts.reshape(-1).astype(int).tolist(),
-        })
-    categories = [{"id": s.id, "name": s.name, "supercategory": s.family,
-                   "keypoints": list(AP10K.keypoint_names)} for s in AP10K_CATEGORIES]
+        annotations.append(
+            {
+                "id": first_ann_id + n,
+                "image_id": image_id,
+                "category_id": category_id,
+                "bbox": [100, 100, 220, 220],
+                "area": 48400,
+                "iscrowd": 0,
+                "num_keypoints": int((vis > 0).sum()),
+                "keypoints": kpts.reshape(-1).astype(int).tolist(),
+            }
+        )
+    categories = [
+        {"id": s.id, "name": s.name, "supercategory": s.family, "keypoints": list(AP10K.keypoint_names)}
+        for s in AP10K_CATEGORIES
+    ]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
@@ -124,8 +141,9 @@ def test_kshot_takes_k_per_species_and_reports_short_ones(train_file):
 def test_family_split_holds_only_its_family(train_file, val_file, train_family, test_family):
     train = load_coco_keypoints(train_file, "ap10k")
     val = load_coco_keypoints(val_file, "ap10k")
-    manifest = build_split(train, "family", train_family=train_family, evaluation={"test": val},
-                           test_family=test_family)
+    manifest = build_split(
+        train, "family", train_family=train_family, evaluation={"test": val}, test_family=test_family
+    )
     train_part, test_part = manifest.parts["train"], manifest.parts["test"]
     train_cats = {i.id: i.category_id for i in train.instances}
     val_cats = {i.id: i.category_id for i in val.instances}
@@ -140,8 +158,20 @@ def test_family_split_holds_only_its_family(train_file, val_file, train_family, 
 
 
 def test_unknown_family_lists_the_families_and_exits_nonzero(train_file, val_file, tmp_path, capsys):
-    code = run_cli("--ann", train_file, "--test-ann", val_file, "--mode", "family",
-                   "--train-family", "Bovidea", "--test-family", "Canidae", "--out", tmp_path / "m.json")
+    code = run_cli(
+        "--ann",
+        train_file,
+        "--test-ann",
+        val_file,
+        "--mode",
+        "family",
+        "--train-family",
+        "Bovidea",
+        "--test-family",
+        "Canidae",
+        "--out",
+        tmp_path / "m.json",
+    )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "Bovidea" in err and "'Bovidae'" in err and "'Vespertilionidae'" in err
@@ -218,16 +248,37 @@ def test_full_split_keeps_every_usable_instance(train_file):
 
 def test_module_cli_prints_family_counts_and_fails_cleanly(train_file, tmp_path):
     out = tmp_path / "full.json"
-    ok = subprocess.run([sys.executable, "-m", "clamp.data.splits", "--ann", str(train_file),
-                         "--mode", "full", "--out", str(out)], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "clamp.data.splits", "--ann", str(train_file), "--mode", "full", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "Felidae:" in ok.stdout and out.is_file()
-    bad = subprocess.run([sys.executable, "-m", "clamp.data.splits", "--ann", str(tmp_path / "nope.json"),
-                          "--mode", "full", "--out", str(out)], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clamp.data.splits",
+            "--ann",
+            str(tmp_path / "nope.json"),
+            "--mode",
+            "full",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope.json" in bad.stderr
 
 
-@pytest.mark.parametrize(("name", "expected"), [("Dog", "'Dog' is a species of the family Canidae"),
-                                                ("jagur", "did you mean the species 'jaguar' (family Felidae)")])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Dog", "'Dog' is a species of the family Canidae"),
+        ("jagur", "did you mean the species 'jaguar' (family Felidae)"),
+    ],
+)
 def test_a_species_given_as_a_family_is_named_with_its_family(train_file, name, expected):
     train = load_coco_keypoints(train_file, "ap10k")
     with pytest.raises(SplitError, match=re.escape(expected)):

@@ -44,10 +44,16 @@ def test_last_checkpoint_is_also_refreshed_every_n_steps(synthetic_root, tmp_pat
 
     steps = []
     original = LatestCheckpoint.save
-    monkeypatch.setattr(LatestCheckpoint, "save", lambda self, trainer: (steps.append(trainer.global_step),
-                                                                          original(self, trainer)))
-    train_run(synthetic_root, tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=5",
-              "callbacks.checkpoint_every_n_steps=2")
+    monkeypatch.setattr(
+        LatestCheckpoint, "save", lambda self, trainer: (steps.append(trainer.global_step), original(self, trainer))
+    )
+    train_run(
+        synthetic_root,
+        tmp_path,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=5",
+        "callbacks.checkpoint_every_n_steps=2",
+    )
     assert steps == [2, 4, 5]
 
 
@@ -73,9 +79,14 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monke
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_saves_the_current_step_and_exits_non_zero(synthetic_root, tmp_path, signum):
     overrides = fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=200", "trainer.limit_train_batches=3")
-    process = subprocess.Popen([sys.executable, "-m", "clamp.train", *overrides], cwd=REPO_ROOT,
-                               env={**__import__("os").environ, **OFFLINE_ENV}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clamp.train", *overrides],
+        cwd=REPO_ROOT,
+        env={**__import__("os").environ, **OFFLINE_ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     last = tmp_path / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 120
     while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
@@ -114,8 +125,9 @@ def test_preempted_mid_epoch_and_resumed_equals_the_straight_run_bit_for_bit(syn
 
     train_run(synthetic_root, tmp_path / "straight", "trainer.max_epochs=2", *RESUME)
     build = train_module.build_trainer
-    monkeypatch.setattr(train_module, "build_trainer",
-                        lambda cfg, out: (t := build(cfg, out), t.callbacks.append(SignalAtStep()), t)[0])
+    monkeypatch.setattr(
+        train_module, "build_trainer", lambda cfg, out: (t := build(cfg, out), t.callbacks.append(SignalAtStep()), t)[0]
+    )
     with pytest.raises(Preempted, match="stopped by SIGTERM at step 6"):
         train_run(synthetic_root, tmp_path / "resumed", "trainer.max_epochs=2", *RESUME)
     monkeypatch.undo()
@@ -220,16 +232,25 @@ def test_bad_checkpoints_for_eval_give_one_clear_error(trained_run, tmp_path):
     result = run_cli("-m", "clamp.eval", f"ckpt={tmp_path / 'garbage.ckpt'}", f"hydra.run.dir={tmp_path / 'cli'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"error: cannot read checkpoint {tmp_path / 'garbage.ckpt'}: it is truncated or not a "
-                           "torch checkpoint (")
+    assert line.startswith(
+        f"error: cannot read checkpoint {tmp_path / 'garbage.ckpt'}: it is truncated or not a torch checkpoint ("
+    )
 
 
 def test_an_eval_checkpoint_of_another_keypoint_set_fails_before_any_data_is_read(trained_run, tmp_path):
     from clamp.eval import evaluate
 
     with pytest.raises(CheckpointError, match="'ap10k' keypoints.*animalpose"):
-        evaluate(compose_eval([f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", "data.keypoints=animalpose",
-                               "data.root=/nonexistent", f"paths.output_dir={tmp_path}"]))
+        evaluate(
+            compose_eval(
+                [
+                    f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}",
+                    "data.keypoints=animalpose",
+                    "data.root=/nonexistent",
+                    f"paths.output_dir={tmp_path}",
+                ]
+            )
+        )
 
 
 def test_bad_or_foreign_checkpoints_for_resume_fail_before_any_data_is_read(synthetic_root, trained_run, tmp_path):
@@ -237,17 +258,24 @@ def test_bad_or_foreign_checkpoints_for_resume_fail_before_any_data_is_read(synt
         with pytest.raises(CheckpointError, match=words):
             train_run(Path("/nonexistent"), tmp_path / kind, f"ckpt_path={path}")
     with pytest.raises(CheckpointError, match="keypoints: checkpoint 'ap10k', this run 'animalpose'"):
-        train_run(Path("/nonexistent"), tmp_path / "other", f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
-                  "data.keypoints=animalpose")
+        train_run(
+            Path("/nonexistent"),
+            tmp_path / "other",
+            f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+            "data.keypoints=animalpose",
+        )
 
 
 # ---- configs -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("argv", "words"), [
-    (["trainer.max_epoch=1"], "did you mean trainer.max_epochs"),
-    (["data.augmentation.flip_prb=0.1"], "did you mean data.augmentation.flip_prob"),
-    (["backbone=rn5"], "did you mean rn50"),
-    (["+experiment=table1"], "run it as a multirun with -m"),
-])
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["trainer.max_epoch=1"], "did you mean trainer.max_epochs"),
+        (["data.augmentation.flip_prb=0.1"], "did you mean data.augmentation.flip_prob"),
+        (["backbone=rn5"], "did you mean rn50"),
+        (["+experiment=table1"], "run it as a multirun with -m"),
+    ],
+)
 def test_misspelt_config_keys_get_close_matches(argv, words):
     from clamp.cli import ConfigError, check_command_line
 
@@ -259,7 +287,8 @@ def test_a_misspelt_key_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     result = run_cli("-m", "clamp.train", "trainer.max_epoch=1", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: unknown config key trainer.max_epoch (did you mean trainer.max_epochs?); to add a new key use "
-        "+trainer.max_epoch=..."]
+        "+trainer.max_epoch=..."
+    ]
 
 
 @pytest.mark.parametrize("family", ["Bovidea", "bovidae"])
@@ -277,8 +306,9 @@ def test_families_match_case_insensitively_and_misspellings_get_suggestions(synt
 
 def test_wandb_without_an_api_key_is_one_line_and_exit_2(synthetic_root, tmp_path):
     env = {"WANDB_MODE": "online", "HOME": str(tmp_path), "WANDB_API_KEY": "", "NETRC": str(tmp_path / "none")}
-    result = run_cli("-m", "clamp.train", *fast_overrides(synthetic_root, tmp_path / "run", "logger=wandb"),
-                     env=env, timeout=60)
+    result = run_cli(
+        "-m", "clamp.train", *fast_overrides(synthetic_root, tmp_path / "run", "logger=wandb"), env=env, timeout=60
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "wandb login" in result.stderr and "WANDB_MODE=offline" in result.stderr
 
@@ -288,8 +318,14 @@ def test_a_non_finite_loss_names_step_terms_images_and_what_was_saved(synthetic_
     from clamp.lightning.module import NonFiniteLossError
 
     with pytest.raises(NonFiniteLossError) as info:
-        train_run(synthetic_root, tmp_path, "trainer.max_epochs=20", "optimizer.lr=1e6", "scheduler.warmup_iters=1",
-                  "trainer.check_val_every_n_epoch=100")
+        train_run(
+            synthetic_root,
+            tmp_path,
+            "trainer.max_epochs=20",
+            "optimizer.lr=1e6",
+            "scheduler.warmup_iters=1",
+            "trainer.check_val_every_n_epoch=100",
+        )
     message = str(info.value)
     assert "non-finite loss at step" in message and "loss_pred=" in message and "batch images [" in message
     last = tmp_path / "checkpoints" / "last.ckpt"
@@ -321,9 +357,18 @@ def test_non_finite_steps_can_be_skipped_and_counted(synthetic_root, tmp_path, c
 
 # ---- console -----------------------------------------------------------------------------------------
 def test_the_console_shows_progress_lines_and_results_without_library_noise(synthetic_root, tmp_path):
-    overrides = [o for o in fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=2", "test_after_fit=true",
-                                           "trainer.limit_train_batches=2", "trainer.limit_test_batches=2")
-                 if not o.startswith("callbacks.rich_progress_bar")]
+    overrides = [
+        o
+        for o in fast_overrides(
+            synthetic_root,
+            tmp_path,
+            "trainer.max_epochs=2",
+            "test_after_fit=true",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_test_batches=2",
+        )
+        if not o.startswith("callbacks.rich_progress_bar")
+    ]
     result = run_cli("-m", "clamp.train", *overrides)
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
@@ -334,9 +379,18 @@ def test_the_console_shows_progress_lines_and_results_without_library_noise(synt
 
 @pytest.mark.slow
 def test_two_process_ddp_trains_and_evaluates_like_one_process(synthetic_root, tmp_path):
-    overrides = [o for o in fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=1", "data.batch_size=8",
-                                           "trainer.limit_train_batches=4", "test_after_fit=true")
-                 if not o.startswith("paths.output_dir")]
+    overrides = [
+        o
+        for o in fast_overrides(
+            synthetic_root,
+            tmp_path,
+            "trainer.max_epochs=1",
+            "data.batch_size=8",
+            "trainer.limit_train_batches=4",
+            "test_after_fit=true",
+        )
+        if not o.startswith("paths.output_dir")
+    ]
     ddp = ("trainer.devices=2", "+trainer.strategy=ddp")
     trained = run_cli("-m", "clamp.train", *overrides, *ddp, f"hydra.run.dir={tmp_path / 'run'}", timeout=600)
     assert trained.returncode == 0, trained.stderr
@@ -345,11 +399,22 @@ def test_two_process_ddp_trains_and_evaluates_like_one_process(synthetic_root, t
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     reports = []
     for name, extra in (("one", ()), ("two", ("trainer.devices=2", "+trainer.strategy=ddp"))):
-        result = run_cli("-m", "clamp.eval", f"ckpt={ckpt}", "trainer.accelerator=cpu", *extra,
-                         f"hydra.run.dir={tmp_path / name}", timeout=600)
+        result = run_cli(
+            "-m",
+            "clamp.eval",
+            f"ckpt={ckpt}",
+            "trainer.accelerator=cpu",
+            *extra,
+            f"hydra.run.dir={tmp_path / name}",
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr
-        reports.append((json.loads((tmp_path / name / "metrics.json").read_text()),
-                        json.loads((tmp_path / name / "results.json").read_text())))
+        reports.append(
+            (
+                json.loads((tmp_path / name / "metrics.json").read_text()),
+                json.loads((tmp_path / name / "results.json").read_text()),
+            )
+        )
     (one, one_results), (two, two_results) = reports
     test_instances = json.loads((tmp_path / "one" / "split_manifest.json").read_text())["parts"]["test"]
     assert len(one_results) == len(two_results) == test_instances["num_instances"]  # padding repeats dropped

@@ -48,8 +48,16 @@ def test_files_follow_the_ap10k_layout(dataset: Path) -> None:
             assert cv2.imread(str(dataset / "data" / im["file_name"])).shape == (SIZE, SIZE, 3)
             image_ids.append(im["id"])
         for ann in coco["annotations"]:
-            assert set(ann) == {"id", "image_id", "category_id", "bbox", "area", "iscrowd", "num_keypoints",
-                                "keypoints"}
+            assert set(ann) == {
+                "id",
+                "image_id",
+                "category_id",
+                "bbox",
+                "area",
+                "iscrowd",
+                "num_keypoints",
+                "keypoints",
+            }
             x, y, w, h = ann["bbox"]
             assert ann["area"] == w * h and ann["iscrowd"] == 0
             assert x >= 0 and y >= 0 and x + w <= SIZE and y + h <= SIZE
@@ -59,7 +67,8 @@ def test_files_follow_the_ap10k_layout(dataset: Path) -> None:
             assert (kps[kps[:, 2] == 0] == 0).all()
             ann_ids.append(ann["id"])
         assert [(c["id"], c["name"], c["supercategory"]) for c in coco["categories"]] == [
-            (s.id, s.name, s.family) for s in AP10K_CATEGORIES]
+            (s.id, s.name, s.family) for s in AP10K_CATEGORIES
+        ]
         assert all(c["keypoints"] == list(AP10K.keypoint_names) for c in coco["categories"])
         assert coco["categories"][0]["skeleton"] == [[a + 1, b + 1] for a, b in AP10K.skeleton]
     assert len(set(image_ids)) == len(image_ids) and len(set(ann_ids)) == len(ann_ids)
@@ -130,8 +139,9 @@ def test_rejects_invalid_arguments(tmp_path: Path) -> None:
         generate_synthetic(tmp_path, num_train=1, num_val=1, image_size=32)
 
 
-def test_cli_writes_the_dataset_and_prints_one_line_per_split(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_writes_the_dataset_and_prints_one_line_per_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     main(["--out", str(tmp_path / "cli"), "--num-train", "2", "--num-val", "1", "--image-size", str(TINY)])
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and lines[0].startswith("ap10k-train-split1.json: 2 images")
@@ -140,7 +150,8 @@ def test_cli_writes_the_dataset_and_prints_one_line_per_split(tmp_path: Path,
 
 
 def test_catalogue_has_several_species_per_family_and_the_sample_covers_the_zero_shot_families(
-        samples: list[SyntheticImage]) -> None:
+    samples: list[SyntheticImage],
+) -> None:
     per_family: dict[str, set[str]] = {}
     for s in SYNTHETIC_SPECIES:
         per_family.setdefault(s.family, set()).add(s.name)
@@ -191,7 +202,8 @@ def test_near_legs_are_drawn_on_top_of_the_far_legs(samples: list[SyntheticImage
 
 
 def test_labels_are_zero_exactly_outside_the_frame_behind_later_animals_or_for_the_far_eye(
-        samples: list[SyntheticImage]) -> None:
+    samples: list[SyntheticImage],
+) -> None:
     out_of_frame = hidden = 0
     for s in samples:
         for i, a in enumerate(s.animals):
@@ -199,7 +211,7 @@ def test_labels_are_zero_exactly_outside_the_frame_behind_later_animals_or_for_t
             inside = ((xy >= 0) & (xy <= SIZE - 1)).all(1)
             ix = np.clip(xy, 0, SIZE - 1).astype(int)
             covered = np.zeros(17, bool)
-            for later in s.animals[i + 1:]:
+            for later in s.animals[i + 1 :]:
                 covered |= later.mask[ix[:, 1], ix[:, 0]]
             far_eye = KP["left_eye"] if a.facing_right else KP["right_eye"]
             expected = inside & ~covered
@@ -220,13 +232,17 @@ def test_other_layouts_are_read_by_the_real_loaders_with_consistent_keypoints(tm
     from clamp.lightning.datamodule import PoseDataModule
     from clamp.synthetic.datasets import LAYOUTS, relabel
 
-    out = generate_synthetic(tmp_path / dataset, dataset=dataset, seed=3, image_size=TINY, num_train=6, num_val=3,
-                             num_test=0)
+    out = generate_synthetic(
+        tmp_path / dataset, dataset=dataset, seed=3, image_size=TINY, num_train=6, num_val=3, num_test=0
+    )
     ap10k = generate_synthetic(tmp_path / "ap10k", seed=3, image_size=TINY, num_train=6, num_val=3, num_test=0)
     spec = get_keypoint_spec(dataset)
     for split in ("train", "val"):
-        data = load_coco_keypoints(annotation_path(out, split, dataset), spec,
-                                   image_root=out if dataset == "animalpose" else out / f"{split}2017")
+        data = load_coco_keypoints(
+            annotation_path(out, split, dataset),
+            spec,
+            image_root=out if dataset == "animalpose" else out / f"{split}2017",
+        )
         assert data.instances and all(data.image_path(i).is_file() for i in data.images)
         same_animals = load_coco_keypoints(annotation_path(ap10k, split), "ap10k")
         for ours, drawn in zip(data.instances, same_animals.instances):
@@ -236,15 +252,27 @@ def test_other_layouts_are_read_by_the_real_loaders_with_consistent_keypoints(tm
     for a, b in spec.flip_pairs:
         mirrored = {AP10K.flip_index[i] for i in mapping[a]}
         assert mirrored == set(mapping[b]), (spec.keypoint_names[a], spec.keypoint_names[b])
-    splits = {"train": {"ann": annotation_path(out, "train", dataset).relative_to(out).as_posix()},
-              "val": {"ann": annotation_path(out, "val", dataset).relative_to(out).as_posix()}}
-    for stage, images in (("train", "." if dataset == "animalpose" else "train2017"),
-                          ("val", "." if dataset == "animalpose" else "val2017")):
+    splits = {
+        "train": {"ann": annotation_path(out, "train", dataset).relative_to(out).as_posix()},
+        "val": {"ann": annotation_path(out, "val", dataset).relative_to(out).as_posix()},
+    }
+    for stage, images in (
+        ("train", "." if dataset == "animalpose" else "train2017"),
+        ("val", "." if dataset == "animalpose" else "val2017"),
+    ):
         splits[stage]["images"] = images
     splits["test"] = splits["val"]
-    datamodule = PoseDataModule(keypoints=dataset, root=str(out), splits=splits, split={"mode": "full"},
-                                input_size=(64, 64), heatmap_size=(16, 16), coarse_size=(2, 2), batch_size=2,
-                                num_workers=0)
+    datamodule = PoseDataModule(
+        keypoints=dataset,
+        root=str(out),
+        splits=splits,
+        split={"mode": "full"},
+        input_size=(64, 64),
+        heatmap_size=(16, 16),
+        coarse_size=(2, 2),
+        batch_size=2,
+        num_workers=0,
+    )
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["heatmap"].shape[1] == spec.num_keypoints

@@ -36,7 +36,7 @@ def test_every_row_of_a_table_sweep_lands_on_its_paper_row(tmp_path, number):
     header, rows = layout(table, runs)
     assert len(rows) == len(table.rows)  # nothing unmatched, nothing missing
     for row, paper in zip(rows, table.rows):
-        cells = row[len(table.label_columns) + 1:]
+        cells = row[len(table.label_columns) + 1 :]
         for cell, column in zip(cells, table.columns):
             assert f"({format_value(paper.values[column])}, " in cell, (row, column)
     if number == 11:  # three seeds per cell
@@ -57,8 +57,12 @@ def test_missing_rows_show_the_paper_only_and_extra_runs_are_added(tmp_path):
     fake_runs(tmp_path, "table3")
     for job in (tmp_path / "0", tmp_path / "1"):  # two rows never finished
         (job / "metrics.json").unlink()
-    config = OmegaConf.to_yaml(compose_train(["+experiment=zeroshot", "split.train_family=Ursidae",
-                                              "split.test_family=Felidae", "paths.output_dir=x"]), resolve=True)
+    config = OmegaConf.to_yaml(
+        compose_train(
+            ["+experiment=zeroshot", "split.train_family=Ursidae", "split.test_family=Felidae", "paths.output_dir=x"]
+        ),
+        resolve=True,
+    )
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "config.yaml").write_text(config)
     (tmp_path / "mine" / "metrics.json").write_text(json.dumps({"AP": 0.3, "AR": 0.4}))
@@ -77,8 +81,10 @@ def test_the_cli_lays_out_a_multirun_folder_and_fails_cleanly(tmp_path, capsys):
 
 
 def test_table_7_comes_from_the_complexity_report(tmp_path, capsys):
-    report = [{"model": "clamp_rn50", "params_excluding_text_encoder": 67.6e6, "gflops": 9.21},
-              {"model": "simplebaseline_rn50", "params_excluding_text_encoder": 48.8e6, "gflops": 8.96}]
+    report = [
+        {"model": "clamp_rn50", "params_excluding_text_encoder": 67.6e6, "gflops": 9.21},
+        {"model": "simplebaseline_rn50", "params_excluding_text_encoder": 48.8e6, "gflops": 8.96},
+    ]
     (tmp_path / "complexity.json").write_text(json.dumps(report))
     assert main(["--complexity", str(tmp_path / "complexity.json"), "--format", "csv"]) == 0
     out = capsys.readouterr().out
@@ -110,8 +116,10 @@ def test_runs_can_be_read_from_a_wandb_group():
     class Api:
         def runs(self, project, filters):
             assert project == "me/clamp" and filters == {"group": "table3"}
-            return [Remote(OmegaConf.to_container(compose_train([*job, "paths.output_dir=x"]), resolve=True), 0.1 * i)
-                    for i, job in enumerate(sweep_jobs("table3"), 1)]
+            return [
+                Remote(OmegaConf.to_container(compose_train([*job, "paths.output_dir=x"]), resolve=True), 0.1 * i)
+                for i, job in enumerate(sweep_jobs("table3"), 1)
+            ]
 
     runs = wandb_runs("me/clamp", "table3", api=Api())
     header, rows = layout(TABLES[3], runs)
@@ -121,8 +129,17 @@ def test_runs_can_be_read_from_a_wandb_group():
 
 @pytest.mark.slow
 def test_a_whole_table_runs_offline_as_a_smoke_multirun_and_fills_every_row(tmp_path):
-    result = run_cli("-m", "clamp.train", "-m", "+experiment=table3", "+debug=smoke", f"paths.root_dir={tmp_path}",
-                     f"hydra.sweep.dir={tmp_path / 'multirun'}", "logger=none", timeout=900)
+    result = run_cli(
+        "-m",
+        "clamp.train",
+        "-m",
+        "+experiment=table3",
+        "+debug=smoke",
+        f"paths.root_dir={tmp_path}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        "logger=none",
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     table = run_cli("-m", "clamp.tables", str(tmp_path / "multirun"))
     assert table.returncode == 0, table.stderr

@@ -74,8 +74,11 @@ def test_resume_continues_from_the_saved_step_with_the_same_optimizer_state(synt
 
     train_module.build_trainer = with_capture
     try:
-        train(compose_train(fast_overrides(synthetic_root, tmp_path / "second", "trainer.max_epochs=2",
-                                           f"ckpt_path={last}")))
+        train(
+            compose_train(
+                fast_overrides(synthetic_root, tmp_path / "second", "trainer.max_epochs=2", f"ckpt_path={last}")
+            )
+        )
     finally:
         train_module.build_trainer = original
     assert seen["step"] == saved["global_step"]
@@ -96,8 +99,15 @@ def test_missing_dataset_stops_with_one_clear_message_and_no_traceback(tmp_path)
 
 
 def test_missing_clip_weights_name_the_file_and_how_to_get_it(tmp_path, synthetic_root):
-    result = run_cli("-m", "clamp.train", "+experiment=fewshot20", "backbone=rn50", f"paths.root_dir={tmp_path}",
-                     f"data.root={synthetic_root}", cwd=tmp_path)
+    result = run_cli(
+        "-m",
+        "clamp.train",
+        "+experiment=fewshot20",
+        "backbone=rn50",
+        f"paths.root_dir={tmp_path}",
+        f"data.root={synthetic_root}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "RN50.pt" in result.stderr
@@ -106,8 +116,9 @@ def test_missing_clip_weights_name_the_file_and_how_to_get_it(tmp_path, syntheti
 def test_eval_entry_point_reproduces_the_test_metrics_of_a_checkpoint(synthetic_root, tmp_path):
     from clamp.train import train
 
-    metrics = train(compose_train(fast_overrides(synthetic_root, tmp_path / "run", "trainer.max_epochs=1",
-                                                 "test_after_fit=true")))
+    metrics = train(
+        compose_train(fast_overrides(synthetic_root, tmp_path / "run", "trainer.max_epochs=1", "test_after_fit=true"))
+    )
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     result = run_cli("-m", "clamp.eval", f"ckpt={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}", cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
@@ -116,8 +127,7 @@ def test_eval_entry_point_reproduces_the_test_metrics_of_a_checkpoint(synthetic_
     assert evaluated["AP"] == pytest.approx(metrics["AP"])
 
 
-def test_wandb_logger_records_metrics_config_species_table_and_prediction_images(synthetic_root, tmp_path,
-                                                                                 monkeypatch):
+def test_wandb_logger_records_metrics_config_species_table_and_prediction_images(synthetic_root, tmp_path, monkeypatch):
     from wandb.sdk.wandb_run import Run
 
     from clamp.train import train
@@ -133,8 +143,11 @@ def test_wandb_logger_records_metrics_config_species_table_and_prediction_images
         return finish(run, *args, **kwargs)
 
     monkeypatch.setattr(Run, "finish", finish_and_keep)
-    train(compose_train(fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=1", "logger=wandb",
-                                       "callbacks.log_images=2")))
+    train(
+        compose_train(
+            fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=1", "logger=wandb", "callbacks.log_images=2")
+        )
+    )
     assert finished["config"]["loss"]["feature_sampling"] == "nearest", "resolved config not logged"
     assert finished["config"]["data"]["root"] == str(synthetic_root)
     assert {"val/AP", "train/loss_pred"} <= set(finished["summary"]), "metrics not logged"
@@ -154,11 +167,19 @@ def test_predict_writes_named_keypoints_and_drawings_for_a_folder_of_images(synt
         (images / name.name).write_bytes(name.read_bytes())
     boxes = tmp_path / "boxes.json"
     first = sorted(images.iterdir())[0].name
-    boxes.write_text(json.dumps([{"file_name": first, "bbox": [5, 5, 60, 50]},
-                                 {"file_name": first, "bbox": [40, 30, 80, 90]}]))
-    result = run_cli("-m", "clamp.predict", f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
-                     f"input={images}", f"boxes={boxes}", f"output={tmp_path / 'out'}",
-                     f"hydra.run.dir={tmp_path / 'out'}", cwd=REPO_ROOT)
+    boxes.write_text(
+        json.dumps([{"file_name": first, "bbox": [5, 5, 60, 50]}, {"file_name": first, "bbox": [40, 30, 80, 90]}])
+    )
+    result = run_cli(
+        "-m",
+        "clamp.predict",
+        f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
+        f"input={images}",
+        f"boxes={boxes}",
+        f"output={tmp_path / 'out'}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+        cwd=REPO_ROOT,
+    )
     assert result.returncode == 0, result.stderr
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())["images"]
     assert [len(p["animals"]) for p in predictions] == [2, 1]
@@ -167,8 +188,14 @@ def test_predict_writes_named_keypoints_and_drawings_for_a_folder_of_images(synt
 
 
 def test_predict_reports_a_missing_input_folder_in_one_line(tmp_path):
-    result = run_cli("-m", "clamp.predict", f"ckpt={tmp_path / 'x.ckpt'}", f"input={tmp_path / 'nowhere'}",
-                     f"hydra.run.dir={tmp_path / 'out'}", cwd=REPO_ROOT)
+    result = run_cli(
+        "-m",
+        "clamp.predict",
+        f"ckpt={tmp_path / 'x.ckpt'}",
+        f"input={tmp_path / 'nowhere'}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+        cwd=REPO_ROOT,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "nowhere" in result.stderr
 
@@ -178,26 +205,57 @@ def test_a_run_writes_the_same_split_manifest_as_the_cli(synthetic_root, tmp_pat
 
     cfg = compose_train(fast_overrides(synthetic_root, tmp_path, "split=kshot", "split.k=3", "seed=7"))
     datamodule = PoseDataModule(
-        keypoints="ap10k", root=str(synthetic_root), splits=cfg.data.splits, split=dict(cfg.split),
-        input_size=(64, 64), heatmap_size=(16, 16), coarse_size=(2, 2), batch_size=4,
-        manifest_path=str(tmp_path / "run_manifest.json"))
+        keypoints="ap10k",
+        root=str(synthetic_root),
+        splits=cfg.data.splits,
+        split=dict(cfg.split),
+        input_size=(64, 64),
+        heatmap_size=(16, 16),
+        coarse_size=(2, 2),
+        batch_size=4,
+        manifest_path=str(tmp_path / "run_manifest.json"),
+    )
     datamodule.setup("fit")
-    result = run_cli("-m", "clamp.data.splits", "--ann",
-                     str(synthetic_root / "annotations" / "ap10k-train-split1.json"),
-                     "--val-ann", str(synthetic_root / "annotations" / "ap10k-val-split1.json"),
-                     "--test-ann", str(synthetic_root / "annotations" / "ap10k-val-split1.json"),
-                     "--mode", "kshot", "--k", "3", "--seed", "7", "--out", str(tmp_path / "cli.json"), cwd=tmp_path)
+    result = run_cli(
+        "-m",
+        "clamp.data.splits",
+        "--ann",
+        str(synthetic_root / "annotations" / "ap10k-train-split1.json"),
+        "--val-ann",
+        str(synthetic_root / "annotations" / "ap10k-val-split1.json"),
+        "--test-ann",
+        str(synthetic_root / "annotations" / "ap10k-val-split1.json"),
+        "--mode",
+        "kshot",
+        "--k",
+        "3",
+        "--seed",
+        "7",
+        "--out",
+        str(tmp_path / "cli.json"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "run_manifest.json").read_bytes() == (tmp_path / "cli.json").read_bytes()
 
 
 def test_a_multirun_gives_each_job_its_folder_and_clamp_tables_lays_them_out(synthetic_root, tmp_path):
     sweep = tmp_path / "sweep"
-    overrides = [o for o in fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=1", "test_after_fit=true",
-                                           "trainer.limit_train_batches=2", "trainer.limit_test_batches=2")
-                 if not o.startswith("paths.output_dir=")]
-    result = run_cli("-m", "clamp.train", "-m", "model=simplebaseline,clamp", f"hydra.sweep.dir={sweep}",
-                     *overrides, cwd=tmp_path)
+    overrides = [
+        o
+        for o in fast_overrides(
+            synthetic_root,
+            tmp_path,
+            "trainer.max_epochs=1",
+            "test_after_fit=true",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_test_batches=2",
+        )
+        if not o.startswith("paths.output_dir=")
+    ]
+    result = run_cli(
+        "-m", "clamp.train", "-m", "model=simplebaseline,clamp", f"hydra.sweep.dir={sweep}", *overrides, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     for job in ("0", "1"):
         assert (sweep / job / "metrics.json").is_file() and (sweep / job / "checkpoints" / "last.ckpt").is_file()

@@ -22,6 +22,7 @@ from clamp.keypoints import AP10K
 
 def _mmpose_affine(center, scale, rot, output_size):
     """mmpose 0.x get_affine_transform (three-point construction), scale in pixels instead of /200."""
+
     def rotate(pt, rad):
         sn, cs = np.sin(rad), np.cos(rad)
         return np.array([pt[0] * cs - pt[1] * sn, pt[0] * sn + pt[1] * cs])
@@ -130,8 +131,16 @@ def test_training_warp_moves_image_content_with_keypoints(flip_prob):
     kpts[0] = [100.3, 80.6, 2]
     kpts[1] = [150.8, 120.2, 2]
     image = _dot_image([(100.3, 80.6, 0), (150.8, 120.2, 1)])
-    transform = TopDownTransform(AP10K, (128, 128), training=True, flip_prob=flip_prob, half_body_prob=0.0,
-                                 scale_factor=0.3, rotation_prob=1.0, seed=0)
+    transform = TopDownTransform(
+        AP10K,
+        (128, 128),
+        training=True,
+        flip_prob=flip_prob,
+        half_body_prob=0.0,
+        scale_factor=0.3,
+        rotation_prob=1.0,
+        seed=0,
+    )
     center, scale = box_to_center_scale([60, 50, 130, 110], 1.0)
     rotations = []
     for seed in range(4):
@@ -150,8 +159,7 @@ def test_evaluation_transform_is_plain_normalised_crop():
     image = np.full((100, 120, 3), (124, 116, 104), np.uint8)
     kpts = np.zeros((17, 3), np.float32)
     kpts[3] = [60, 50, 2]
-    out = TopDownTransform(AP10K, (64, 64), training=False)(image, kpts, np.array([60.0, 50.0]),
-                                                               np.array([64.0, 64.0]))
+    out = TopDownTransform(AP10K, (64, 64), training=False)(image, kpts, np.array([60.0, 50.0]), np.array([64.0, 64.0]))
     assert out.image.shape == (3, 64, 64) and str(out.image.dtype) == "torch.float32"
     assert out.rotation == 0.0 and not out.flipped
     np.testing.assert_allclose(out.keypoints[3], [32, 32, 2])

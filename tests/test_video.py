@@ -105,12 +105,13 @@ def test_drawn_video_keeps_the_input_fps_size_and_frames(video_path, tmp_path):
 
 
 def test_writer_refuses_frames_of_another_size(tmp_path):
-    with VideoWriter(tmp_path / "out.mp4", FPS, (WIDTH, HEIGHT)) as writer, \
-            pytest.raises(ValueError, match=r"\(64, 96, 3\)"):
+    with (
+        VideoWriter(tmp_path / "out.mp4", FPS, (WIDTH, HEIGHT)) as writer,
+        pytest.raises(ValueError, match=r"\(64, 96, 3\)"),
+    ):
         writer.write(np.zeros((HEIGHT + 2, WIDTH, 3), np.uint8))
 
 
 def test_writer_into_a_missing_folder_is_named(tmp_path):
     with pytest.raises(VideoError, match="no_such_folder"):
         VideoWriter(tmp_path / "no_such_folder" / "out.mp4", FPS, (WIDTH, HEIGHT))
-

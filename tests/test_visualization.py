@@ -59,9 +59,13 @@ def test_keypoint_sides_are_read_from_the_names(spec, left, right, centre):
 
 def test_names_decide_the_side_before_pair_order_and_pair_order_when_names_do_not_tell():
     spec = KeypointSpec(
-        name="custom", keypoint_names=("EyeRight", "EyeLeft", "paw_a", "paw_b", "head"),
-        prompt_words=("right eye", "left eye", "paw", "paw", "head"), flip_pairs=((0, 1), (2, 3)),
-        sigmas=(0.05,) * 5, skeleton=((0, 1), (2, 3), (0, 4)), upper_body_ids=(0, 1, 4),
+        name="custom",
+        keypoint_names=("EyeRight", "EyeLeft", "paw_a", "paw_b", "head"),
+        prompt_words=("right eye", "left eye", "paw", "paw", "head"),
+        flip_pairs=((0, 1), (2, 3)),
+        sigmas=(0.05,) * 5,
+        skeleton=((0, 1), (2, 3), (0, 4)),
+        upper_body_ids=(0, 1, 4),
     )
     assert keypoint_sides(spec) == ("right", "left", "left", "right", "centre")
     assert edge_sides(spec) == ("centre", "centre", "centre")
@@ -78,9 +82,14 @@ def test_edges_take_the_side_their_ends_share():
 def test_side_colours_differ_left_right_centre_on_a_drawn_image():
     keypoints = hidden_keypoints(AP10K)
     # Three horizontal edges, one per side, far from each other.
-    placed = {"left_shoulder": (100, 100), "left_elbow": (300, 100),
-              "right_shoulder": (100, 400), "right_elbow": (300, 400),
-              "neck": (100, 700), "root_of_tail": (300, 700)}
+    placed = {
+        "left_shoulder": (100, 100),
+        "left_elbow": (300, 100),
+        "right_shoulder": (100, 400),
+        "right_elbow": (300, 400),
+        "neck": (100, 700),
+        "root_of_tail": (300, 700),
+    }
     for name, (x, y) in placed.items():
         keypoints[index(AP10K, name)] = (x, y, 1.0)
     drawing = draw_pose(grey_image(800, 800), keypoints, AP10K)
@@ -156,8 +165,7 @@ def test_caption_darkens_a_banner_across_the_top_and_keeps_the_size():
     assert drawing[:5].mean() < GREY / 2
     assert (drawing[:30] > 200).any(), "no light text on the banner"
     np.testing.assert_array_equal(drawing[100:], image[100:])
-    np.testing.assert_array_equal(draw_pose(image, hidden_keypoints(AP10K), AP10K, caption="x")[100:],
-                                  image[100:])
+    np.testing.assert_array_equal(draw_pose(image, hidden_keypoints(AP10K), AP10K, caption="x")[100:], image[100:])
 
 
 def test_score_map_overlay_is_neither_blank_nor_the_input_and_puts_heat_on_the_peak():
@@ -204,8 +212,9 @@ def test_draws_on_the_real_cat_photo(fixtures_dir):
     height, width = photo.shape[:2]
     rng = np.random.default_rng(0)
     keypoints = np.stack([rng.uniform(0, width, 17), rng.uniform(0, height, 17), rng.uniform(0, 1, 17)], axis=1)
-    drawing = draw_pose(photo, keypoints, AP10K, show_names=True,
-                        caption="demo model: synthetic data, random CLIP weights")
+    drawing = draw_pose(
+        photo, keypoints, AP10K, show_names=True, caption="demo model: synthetic data, random CLIP weights"
+    )
     assert drawing.shape == photo.shape and drawing.dtype == np.uint8
     assert (np.any(drawing != photo, axis=2)).mean() > 0.02
     maps = rng.normal(size=(17, 16, 16)).astype(np.float32)

@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 
 RECORD_KEY = "clamp"
 FORMAT_VERSION = 1
-_HOW_TO_GET_ONE = ("CLAMP checkpoints are written by `python -m clamp.train` (checkpoints/last.ckpt, "
-                   "best-*.ckpt); shareable weights are exported with `python -m clamp.export`")
+_HOW_TO_GET_ONE = (
+    "CLAMP checkpoints are written by `python -m clamp.train` (checkpoints/last.ckpt, "
+    "best-*.ckpt); shareable weights are exported with `python -m clamp.export`"
+)
 
 
 class CheckpointError(ClampError):
@@ -61,11 +63,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise UnsafeCheckpointError(
             f"refused to load checkpoint {path}: it needs {offending} to load, and unpickling that can run "
             f"code. CLAMP checkpoints hold only tensors and plain containers; only load this file with "
-            f"torch.load(weights_only=False) if you trust whoever made it") from None
+            f"torch.load(weights_only=False) if you trust whoever made it"
+        ) from None
     except Exception as err:  # torch reports damaged files with many exception types
         raise CheckpointError(
             f"cannot read checkpoint {path}: it is truncated or not a torch checkpoint "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'})") from None
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'})"
+        ) from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint. {_HOW_TO_GET_ONE}")
     return checkpoint
@@ -80,8 +84,13 @@ def make_record(model: PoseModel, provenance: Mapping[str, Any]) -> dict[str, An
     return {
         "format_version": FORMAT_VERSION,
         "model": dict(model.config),
-        "preprocessing": {"input_size": list(model.input_size), "heatmap_size": list(model.heatmap_size),
-                          "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "box_padding": BOX_PADDING},
+        "preprocessing": {
+            "input_size": list(model.input_size),
+            "heatmap_size": list(model.heatmap_size),
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "box_padding": BOX_PADDING,
+        },
         "provenance": dict(provenance),
     }
 
@@ -99,8 +108,10 @@ def checkpoint_record(checkpoint: Mapping[str, Any], source: str | os.PathLike =
     record = checkpoint[RECORD_KEY]
     version = record.get("format_version") if isinstance(record, Mapping) else None
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"{source}: CLAMP record format {version!r}, this version reads {FORMAT_VERSION}; "
-                              "use the clamp version that wrote it")
+        raise CheckpointError(
+            f"{source}: CLAMP record format {version!r}, this version reads {FORMAT_VERSION}; "
+            "use the clamp version that wrote it"
+        )
     for key in ("model", "preprocessing", "provenance"):
         if not isinstance(record.get(key), Mapping):
             raise CheckpointError(f"{source}: the CLAMP record lacks its '{key}' entry; the file is damaged")
@@ -112,7 +123,7 @@ def model_state_dict(checkpoint: Mapping[str, Any], source: str | os.PathLike = 
     state = checkpoint.get("state_dict")
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{source} has no 'state_dict' with the trained weights; the file is damaged")
-    return {key[len("model."):]: value for key, value in state.items() if key.startswith("model.")}
+    return {key[len("model.") :]: value for key, value in state.items() if key.startswith("model.")}
 
 
 def build_model(record: Mapping[str, Any], weights: Mapping[str, Any], source: str | os.PathLike) -> PoseModel:

@@ -34,8 +34,23 @@ CONFIG_PATH = str(importlib.resources.files("clamp.conf"))
 log = logging.getLogger("clamp")
 
 HEADLINE_METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
-_HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                           "--config-dir", "-cd", "--experimental-rerun", "--shell-completion", "-sc", "--info", "-i"}
+_HYDRA_FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--shell-completion",
+    "-sc",
+    "--info",
+    "-i",
+}
 # Library messages that are noise on a console (they stay in the run's log file at INFO).
 _QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "torch.distributed")
 _QUIET_WARNINGS = (
@@ -126,25 +141,32 @@ def check_command_line(config_name: str, argv: list[str]) -> None:
         options = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
         if found:
             group, option = found.groups()
-            raise ConfigError(f"there is no {group}={option}{did_you_mean(option, options)}; options of "
-                              f"'{group}': {', '.join(options)}") from None
+            raise ConfigError(
+                f"there is no {group}={option}{did_you_mean(option, options)}; options of "
+                f"'{group}': {', '.join(options)}"
+            ) from None
         raise ConfigError(text.splitlines()[0]) from None
     except ConfigCompositionException as err:
         text = str(err)
         found = re.search(r"override '([^']+)'", text)
         if found:
             key = found.group(1)
-            raise ConfigError(f"unknown config key {key}{_suggest_key(config_name, first, key)}; to add a new "
-                              f"key use +{key}=...") from None
+            raise ConfigError(
+                f"unknown config key {key}{_suggest_key(config_name, first, key)}; to add a new key use +{key}=..."
+            ) from None
         raise ConfigError(text.splitlines()[0]) from None
     launcher = str(cfg.hydra.get("launcher", {}).get("_target_", "")) if "launcher" in cfg.hydra else ""
     if "SlurmLauncher" in launcher and not isinstance(cfg.get("trainer", {}).get("devices"), int):
-        raise ConfigError(f"hydra/launcher=slurm: set trainer.devices to the number of GPUs per node (got "
-                          f"{cfg.trainer.devices!r}); the job's GPUs and tasks per node follow it")
+        raise ConfigError(
+            f"hydra/launcher=slurm: set trainer.devices to the number of GPUs per node (got "
+            f"{cfg.trainer.devices!r}); the job's GPUs and tasks per node follow it"
+        )
     sweep = cfg.hydra.get("sweeper", {}).get("params") if "sweeper" in cfg.hydra else None
     if sweep and not multirun:
-        raise ConfigError(f"this experiment is a table sweep of {len(sweep)} axes ({', '.join(sweep)}); run it as "
-                          "a multirun with -m, or name one row with its overrides instead")
+        raise ConfigError(
+            f"this experiment is a table sweep of {len(sweep)} axes ({', '.join(sweep)}); run it as "
+            "a multirun with -m, or name one row with its overrides instead"
+        )
 
 
 def quiet_console() -> None:

@@ -46,8 +46,11 @@ def decode_keypoints(
         coords = heatmap_to_image_coords(coords, center, scale, (width, height))
     elif input_size is not None:
         stride = (input_size[0] / width, input_size[1] / height)
-        coords = coords * (torch.tensor(stride, dtype=coords.dtype, device=coords.device)
-                           if isinstance(coords, torch.Tensor) else np.asarray(stride))
+        coords = coords * (
+            torch.tensor(stride, dtype=coords.dtype, device=coords.device)
+            if isinstance(coords, torch.Tensor)
+            else np.asarray(stride)
+        )
     else:
         raise ValueError("decode_keypoints needs center and scale (image pixels) or input_size (crop pixels)")
     if isinstance(coords, torch.Tensor) and isinstance(scores, torch.Tensor):
@@ -78,8 +81,9 @@ class HeatmapCodec:
         if self.sigma <= 0:
             raise ValueError(f"HeatmapCodec: sigma={self.sigma} must be positive")
         if self.coarse_target not in COARSE_TARGET_MODES:
-            raise ValueError(f"HeatmapCodec: coarse_target must be one of {COARSE_TARGET_MODES}, "
-                             f"got '{self.coarse_target}'")
+            raise ValueError(
+                f"HeatmapCodec: coarse_target must be one of {COARSE_TARGET_MODES}, got '{self.coarse_target}'"
+            )
         for name in ("input_size", "heatmap_size", "coarse_size"):
             size = getattr(self, name)
             if size is not None and min(size) <= 0:
@@ -102,13 +106,13 @@ class HeatmapCodec:
         heatmap, weight = keypoint_targets(keypoints, self.input_size, self.heatmap_size, self.sigma)
         targets = {"heatmap": heatmap, "target_weight": weight}
         if self.coarse_size is not None:
-            coarse, coarse_weight = keypoint_targets(keypoints, self.input_size, self.coarse_size,
-                                                     self.coarse_sigma, mode=self.coarse_target)
+            coarse, coarse_weight = keypoint_targets(
+                keypoints, self.input_size, self.coarse_size, self.coarse_sigma, mode=self.coarse_target
+            )
             targets.update(coarse_heatmap=coarse, coarse_weight=coarse_weight)
         return targets
 
-    def decode(self, heatmaps: ArrayLike, center: ArrayLike | None = None,
-               scale: ArrayLike | None = None) -> ArrayLike:
+    def decode(self, heatmaps: ArrayLike, center: ArrayLike | None = None, scale: ArrayLike | None = None) -> ArrayLike:
         """(B, K, 3) keypoints from heatmaps: image pixels given the crops' ``center``/``scale``, else
         input-crop pixels (:func:`decode_keypoints`)."""
         return decode_keypoints(heatmaps, center, scale, self.input_size)

@@ -45,24 +45,35 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     module = PoseEstimationModule.from_checkpoint(checkpoint, str(ckpt))
     stored = checkpoint.get("datamodule_hyper_parameters")
     if not isinstance(stored, dict):
-        raise CheckpointError(f"{ckpt} does not record the data it was trained on; evaluate it with "
-                              "clamp.evaluation.oks on a results file instead")
+        raise CheckpointError(
+            f"{ckpt} does not record the data it was trained on; evaluate it with "
+            "clamp.evaluation.oks on a results file instead"
+        )
     data_cfg = _merge(stored, OmegaConf.to_container(cfg.data, resolve=True))
     spec = get_keypoint_spec(data_cfg["keypoints"])
     if spec.to_dict() != module.keypoint_spec.to_dict():
-        raise CheckpointError(f"{ckpt} predicts the '{module.keypoint_spec.name}' keypoints "
-                              f"({module.keypoint_spec.num_keypoints}), but data.keypoints is '{spec.name}' "
-                              f"({spec.num_keypoints}); evaluate it on a dataset of its own keypoints")
+        raise CheckpointError(
+            f"{ckpt} predicts the '{module.keypoint_spec.name}' keypoints "
+            f"({module.keypoint_spec.num_keypoints}), but data.keypoints is '{spec.name}' "
+            f"({spec.num_keypoints}); evaluate it on a dataset of its own keypoints"
+        )
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    module.hparams.evaluation.update(OmegaConf.to_container(cfg.evaluation, resolve=True),
-                                     results_json=cfg.results_json)
+    module.hparams.evaluation.update(
+        OmegaConf.to_container(cfg.evaluation, resolve=True), results_json=cfg.results_json
+    )
     data_cfg["manifest_path"] = str(output_dir / "split_manifest.json")
     datamodule = PoseDataModule(**data_cfg)
     datamodule.check_files()
-    trainer = L.Trainer(logger=False, default_root_dir=str(output_dir), enable_checkpointing=False,
-                        enable_model_summary=False, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
-                        **OmegaConf.to_container(cfg.trainer, resolve=True))
+    trainer = L.Trainer(
+        logger=False,
+        default_root_dir=str(output_dir),
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+    )
     quiet_other_ranks(trainer)
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = module.last_evaluation

@@ -29,8 +29,10 @@ def export(cfg: DictConfig) -> Path:
     from clamp.predictor import write_export
 
     if cfg.format not in EXPORT_FORMATS:
-        raise ClampError(f"format={cfg.format!r}{did_you_mean(str(cfg.format), EXPORT_FORMATS)}: choose one of "
-                         f"{list(EXPORT_FORMATS)}")
+        raise ClampError(
+            f"format={cfg.format!r}{did_you_mean(str(cfg.format), EXPORT_FORMATS)}: choose one of "
+            f"{list(EXPORT_FORMATS)}"
+        )
     checkpoint = read_checkpoint(cfg.ckpt)
     record = checkpoint_record(checkpoint, cfg.ckpt)
     model = load_model(checkpoint)
@@ -55,8 +57,10 @@ def _export_onnx(cfg: DictConfig, model, record) -> Path:
     except ImportError as err:
         raise ClampError(str(err)) from None
     size = out.stat().st_size / 2**20
-    print(f"exported {cfg.ckpt} -> {out} ({size:.1f} MiB; run with `python -m clamp.predict ckpt={out} input=...` "
-          f"or clamp.Predictor.from_onnx({str(out)!r}))")
+    print(
+        f"exported {cfg.ckpt} -> {out} ({size:.1f} MiB; run with `python -m clamp.predict ckpt={out} input=...` "
+        f"or clamp.Predictor.from_onnx({str(out)!r}))"
+    )
     return out
 
 

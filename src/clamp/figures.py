@@ -45,8 +45,9 @@ def feature_similarity(model, crop: torch.Tensor, keypoints_crop: np.ndarray) ->
     with torch.no_grad():
         out = model(crop, return_aux=True)
     points = torch.as_tensor(keypoints_crop, dtype=torch.float32)[None]
-    features = keypoint_features(out.dense_features, sampling="bilinear", keypoints=points,
-                                 feature_stride=model.feature_stride)[0]
+    features = keypoint_features(
+        out.dense_features, sampling="bilinear", keypoints=points, feature_stride=model.feature_stride
+    )[0]
     features = torch.nn.functional.normalize(features, dim=-1)
     prompts = torch.nn.functional.normalize(out.prompt_embeddings[0], dim=-1)
     return (features @ prompts.T).numpy()
@@ -58,15 +59,24 @@ def draw_matrix(matrix: np.ndarray, spec: KeypointSpec, title: str, cell: int = 
     margin = 40
     low, high = float(matrix.min()), float(matrix.max())
     scaled = ((matrix - low) / max(high - low, 1e-6) * 255).astype(np.uint8)
-    heat = cv2.applyColorMap(cv2.resize(scaled, (k * cell, k * cell), interpolation=cv2.INTER_NEAREST),
-                             cv2.COLORMAP_VIRIDIS)
+    heat = cv2.applyColorMap(
+        cv2.resize(scaled, (k * cell, k * cell), interpolation=cv2.INTER_NEAREST), cv2.COLORMAP_VIRIDIS
+    )
     canvas = np.full((k * cell + 2 * margin, k * cell + margin + 10, 3), 255, np.uint8)
-    canvas[margin:margin + k * cell, margin:margin + k * cell] = heat
+    canvas[margin : margin + k * cell, margin : margin + k * cell] = heat
     for i in range(k):
         for text, origin in ((str(i), (margin + i * cell + 6, margin - 6)), (str(i), (8, margin + i * cell + 19))):
             cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(canvas, f"{title} (cos {low:.2f}..{high:.2f})", (margin, k * cell + margin + 25),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(
+        canvas,
+        f"{title} (cos {low:.2f}..{high:.2f})",
+        (margin, k * cell + margin + 25),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.45,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
     return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
 
 
@@ -119,8 +129,10 @@ def make_figures(args: argparse.Namespace) -> list[Path]:
 
     model = clamp.load_model(args.ckpt)
     if getattr(model, "logit_scale", None) is None:
-        raise ClampError(f"{args.ckpt} is a {model.config['name']}: figures 3 and 4 need a CLAMP model "
-                         "(pass a SimpleBaseline as --baseline)")
+        raise ClampError(
+            f"{args.ckpt} is a {model.config['name']}: figures 3 and 4 need a CLAMP model "
+            "(pass a SimpleBaseline as --baseline)"
+        )
     spec = model.keypoint_spec
     image_path = Path(args.image)
     image = read_image_rgb(image_path)
@@ -136,23 +148,33 @@ def make_figures(args: argparse.Namespace) -> list[Path]:
     written = []
 
     initial, initial_name = _initial_model(args, model)
-    matrices = [draw_matrix(feature_similarity(m, crop, points[:, :2]), spec, name)
-                for m, name in ((initial, initial_name), (model, "trained"))]
+    matrices = [
+        draw_matrix(feature_similarity(m, crop, points[:, :2]), spec, name)
+        for m, name in ((initial, initial_name), (model, "trained"))
+    ]
     height = max(m.shape[0] for m in matrices)
     matrices = [np.pad(m, ((0, height - m.shape[0]), (0, 0), (0, 0)), constant_values=255) for m in matrices]
     written.append(_write(out / "fig3_feature_matching.png", side_by_side(*matrices)))
 
     with torch.no_grad():
         score_maps = model(crop, return_aux=True).score_maps[0].numpy()
-    written.append(_write(out / "fig4_score_maps.png",
-                          draw_score_maps(denormalize_image(crop[0]), score_maps, spec, value_range=(-1.0, 1.0))))
+    written.append(
+        _write(
+            out / "fig4_score_maps.png",
+            draw_score_maps(denormalize_image(crop[0]), score_maps, spec, value_range=(-1.0, 1.0)),
+        )
+    )
 
     panels = []
     if args.baseline is not None:
         baseline = clamp.load_model(args.baseline)
         base_crop, base_center, base_scale = _crop(baseline, image, box)
-        panels.append(draw_caption(draw_pose(image, _predict(baseline, base_crop, base_center, base_scale)[0],
-                                             baseline.keypoint_spec), "SimpleBaseline"))
+        panels.append(
+            draw_caption(
+                draw_pose(image, _predict(baseline, base_crop, base_center, base_scale)[0], baseline.keypoint_spec),
+                "SimpleBaseline",
+            )
+        )
     panels.append(draw_caption(draw_pose(image, predicted, spec), "CLAMP"))
     if gt is not None:
         panels.append(draw_caption(draw_pose(image, gt, spec), "ground truth"))

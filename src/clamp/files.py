@@ -61,7 +61,8 @@ def read_json(path: str | os.PathLike, what: str, max_bytes: int = MAX_JSON_BYTE
     if size > max_bytes:
         raise InputFileError(
             f"{what} {path} is {size / 2**20:.0f} MiB, more than the {max_bytes / 2**20:.0f} MiB allowed; "
-            "pass a larger limit if the file is trusted")
+            "pass a larger limit if the file is trusted"
+        )
     data = path.read_bytes()
     try:
         return json.loads(data)
@@ -86,7 +87,8 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         size = "" if image is None else f" ({image.width}x{image.height})"
         raise ImageError(
             f"image {path}{size} has more than {max_pixels:,} pixels (the decompression-bomb cap); "
-            "raise max_image_pixels if the file is trusted")
+            "raise max_image_pixels if the file is trusted"
+        )
     return image
 
 

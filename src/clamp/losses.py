@@ -26,8 +26,9 @@ _PEAK_TOLERANCE = 1e-3
 def _joint_weights(target_weight: Tensor, batch: int, joints: int, name: str) -> Tensor:
     """(B, K) or (B, K, 1) weights -> float (B, K), with a clear error for any other shape."""
     if target_weight.shape not in ((batch, joints), (batch, joints, 1)):
-        raise ValueError(f"{name} must have shape ({batch}, {joints}) or ({batch}, {joints}, 1), "
-                         f"got {tuple(target_weight.shape)}")
+        raise ValueError(
+            f"{name} must have shape ({batch}, {joints}) or ({batch}, {joints}, 1), got {tuple(target_weight.shape)}"
+        )
     return target_weight.reshape(batch, joints).float()
 
 
@@ -68,8 +69,7 @@ def keypoint_features(
     if sampling == "nearest":
         if coarse_heatmap is None:
             raise ValueError("keypoint_features(sampling='nearest') needs coarse_heatmap")
-        if (coarse_heatmap.ndim != 4 or coarse_heatmap.shape[0] != batch
-                or coarse_heatmap.shape[-2:] != (height, width)):
+        if coarse_heatmap.ndim != 4 or coarse_heatmap.shape[0] != batch or coarse_heatmap.shape[-2:] != (height, width):
             raise ValueError(
                 f"coarse_heatmap {tuple(coarse_heatmap.shape)} must be (B={batch}, K, {height}, {width}), "
                 "the feature grid; generate it at input_size / model.feature_stride"
@@ -80,15 +80,12 @@ def keypoint_features(
         if keypoints is None or feature_stride is None:
             raise ValueError("keypoint_features(sampling='bilinear') needs keypoints and feature_stride")
         if keypoints.ndim != 3 or keypoints.shape[0] != batch or keypoints.shape[-1] < 2:
-            raise ValueError(
-                f"keypoints must be (B={batch}, K, 2 or 3) in input pixels, got {tuple(keypoints.shape)}"
-            )
+            raise ValueError(f"keypoints must be (B={batch}, K, 2 or 3) in input pixels, got {tuple(keypoints.shape)}")
         cells = keypoints[..., :2].float() / feature_stride
         # align_corners=False: normalised -1 / 1 are the outer edges, cell i's centre is (2i + 1) / n - 1.
         size = torch.tensor([width, height], dtype=cells.dtype, device=cells.device)
         grid = ((2 * cells + 1) / size - 1).unsqueeze(2).to(dense_features.dtype)  # (B, K, 1, 2)
-        sampled = F.grid_sample(dense_features, grid, mode="bilinear", padding_mode="border",
-                                align_corners=False)
+        sampled = F.grid_sample(dense_features, grid, mode="bilinear", padding_mode="border", align_corners=False)
         return sampled.squeeze(-1).transpose(1, 2)
     raise ValueError(f"feature sampling must be one of {FEATURE_SAMPLING_MODES}, got '{sampling}'")
 
@@ -117,8 +114,13 @@ def feature_contrastive_loss(
     vector, logit 0) still appears as a negative in the text->image softmax of the other prompts.
     See :func:`keypoint_features` for ``sampling`` and its arguments.
     """
-    feats = keypoint_features(dense_features, sampling=sampling, coarse_heatmap=coarse_heatmap,
-                              keypoints=keypoints, feature_stride=feature_stride)
+    feats = keypoint_features(
+        dense_features,
+        sampling=sampling,
+        coarse_heatmap=coarse_heatmap,
+        keypoints=keypoints,
+        feature_stride=feature_stride,
+    )
     batch, joints, _ = feats.shape
     if prompt_embeddings.shape != feats.shape:
         raise ValueError(
@@ -139,8 +141,10 @@ def feature_contrastive_loss(
 
 def _batch_tensor(batch: Mapping[str, Any], key: str) -> Tensor:
     if key not in batch:
-        raise KeyError(f"clamp_total_loss: batch has no '{key}' (keys: {sorted(batch)}); the TopDownDataset "
-                       "sample dict provides it")
+        raise KeyError(
+            f"clamp_total_loss: batch has no '{key}' (keys: {sorted(batch)}); the TopDownDataset "
+            "sample dict provides it"
+        )
     return batch[key]
 
 
@@ -175,13 +179,17 @@ def clamp_total_loss(
     loss_spatial = loss_feature = zero
     if use_spatial:
         if output.spatial_heatmaps is None:
-            raise ValueError("use_spatial=True but the model output has no spatial_heatmaps (SimpleBaseline, "
-                             "or a CLAMP in eval mode without return_aux=True)")
+            raise ValueError(
+                "use_spatial=True but the model output has no spatial_heatmaps (SimpleBaseline, "
+                "or a CLAMP in eval mode without return_aux=True)"
+            )
         loss_spatial = heatmap_mse_loss(output.spatial_heatmaps, heatmap, target_weight)
     if use_feature:
         if output.dense_features is None or output.prompt_embeddings is None:
-            raise ValueError("use_feature=True but the model output has no dense_features/prompt_embeddings "
-                             "(SimpleBaseline, or a CLAMP in eval mode without return_aux=True)")
+            raise ValueError(
+                "use_feature=True but the model output has no dense_features/prompt_embeddings "
+                "(SimpleBaseline, or a CLAMP in eval mode without return_aux=True)"
+            )
         if logit_scale is None:
             raise ValueError("use_feature=True needs logit_scale (the model's logit_scale parameter)")
         sampling_kwargs: dict[str, Any] = {}
@@ -192,8 +200,12 @@ def clamp_total_loss(
                 feature_stride = _batch_tensor(batch, "image").shape[-1] / output.dense_features.shape[-1]
             sampling_kwargs.update(keypoints=_batch_tensor(batch, "keypoints"), feature_stride=feature_stride)
         loss_feature = feature_contrastive_loss(
-            output.dense_features, output.prompt_embeddings, _batch_tensor(batch, "coarse_weight"),
-            logit_scale, sampling=feature_sampling, **sampling_kwargs,
+            output.dense_features,
+            output.prompt_embeddings,
+            _batch_tensor(batch, "coarse_weight"),
+            logit_scale,
+            sampling=feature_sampling,
+            **sampling_kwargs,
         )
     total = loss_pred + alpha_spatial * loss_spatial + alpha_feature * loss_feature
     return {"loss": total, "loss_pred": loss_pred, "loss_spatial": loss_spatial, "loss_feature": loss_feature}

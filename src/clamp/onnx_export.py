@@ -95,8 +95,10 @@ class OnnxModelInfo:
         """Parse :meth:`to_metadata`'s keys; ``source`` names the file in the error when they are missing."""
         missing = [key for key in _METADATA_KEYS if _METADATA_PREFIX + key not in metadata]
         if missing:
-            raise ValueError(f"{source} lacks the metadata {[_METADATA_PREFIX + k for k in missing]}; "
-                             "export it with clamp.onnx_export.export_onnx")
+            raise ValueError(
+                f"{source} lacks the metadata {[_METADATA_PREFIX + k for k in missing]}; "
+                "export it with clamp.onnx_export.export_onnx"
+            )
         values = {key: json.loads(metadata[_METADATA_PREFIX + key]) for key in _METADATA_KEYS}
         config = metadata.get(_METADATA_PREFIX + _CONFIG_KEY)
         provenance = metadata.get(_METADATA_PREFIX + _PROVENANCE_KEY)
@@ -157,8 +159,9 @@ def _exporter_quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def export_onnx(model: PoseModel, path: str | Path, *, opset_version: int | None = None,
-                provenance: Mapping[str, Any] | None = None) -> Path:
+def export_onnx(
+    model: PoseModel, path: str | Path, *, opset_version: int | None = None, provenance: Mapping[str, Any] | None = None
+) -> Path:
     """Export ``model``'s image branch to ``path`` (see the module docstring); returns the path.
 
     The model is exported in eval mode and left in the mode it had. ``opset_version`` defaults to
@@ -177,9 +180,14 @@ def export_onnx(model: PoseModel, path: str | Path, *, opset_version: int | None
         example = torch.zeros(2, 3, height, width, device=device)
         with _baked_prompts(branch), _exporter_quiet():
             program = torch.onnx.export(
-                branch, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_shapes={"images": {0: torch.export.Dim("batch")}}, opset_version=opset_version,
-                dynamo=True, verbose=False,
+                branch,
+                (example,),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
+                opset_version=opset_version,
+                dynamo=True,
+                verbose=False,
             )
         program.model.metadata_props.update(OnnxModelInfo.from_model(model, provenance).to_metadata())
         program.save(str(path))
@@ -202,8 +210,9 @@ class OnnxPoseModel:
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.path}")
         try:
-            self.session = ort.InferenceSession(str(self.path),
-                                                providers=list(providers or ort.get_available_providers()))
+            self.session = ort.InferenceSession(
+                str(self.path), providers=list(providers or ort.get_available_providers())
+            )
         except Exception as err:  # onnxruntime reports unreadable files with its own exception types
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ValueError(f"cannot load {self.path} as an ONNX model ({first})") from None
@@ -226,6 +235,5 @@ class OnnxPoseModel:
         width, height = self.input_size
         images = np.ascontiguousarray(images, dtype=np.float32)
         if images.ndim != 4 or images.shape[1:] != (3, height, width):
-            raise ValueError(f"{self.path.name} expects images of shape (B, 3, {height}, {width}), "
-                             f"got {images.shape}")
+            raise ValueError(f"{self.path.name} expects images of shape (B, 3, {height}, {width}), got {images.shape}")
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]

@@ -88,9 +88,11 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
             continue
         (media if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES else others).append(p)
     if not media:
-        raise ClampError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) or videos "
-                         f"({', '.join(sorted(VIDEO_SUFFIXES))}) in {path}"
-                         + ("" if recursive else " (recursive=true searches sub-folders)"))
+        raise ClampError(
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) or videos "
+            f"({', '.join(sorted(VIDEO_SUFFIXES))}) in {path}"
+            + ("" if recursive else " (recursive=true searches sub-folders)")
+        )
     return media, others
 
 
@@ -133,14 +135,17 @@ def read_boxes(path: Path, score_threshold: float = 0.0) -> dict[str, list[list[
     from clamp.files import read_json
 
     if path.is_file() and _looks_like_an_image(path):
-        raise BoxesFileError(f"boxes file {path} is an image, not a JSON file of boxes (pass boxes=FILE.json; "
-                             "the images go in input=)")
+        raise BoxesFileError(
+            f"boxes file {path} is an image, not a JSON file of boxes (pass boxes=FILE.json; the images go in input=)"
+        )
     data = read_json(path, "boxes file", max_bytes=256 << 20)
     names: dict[int | str, str] = {}
     if isinstance(data, dict):
         if not isinstance(data.get("annotations"), list) or not isinstance(data.get("images"), list):
-            raise BoxesFileError(f"{path}: a JSON object must be a COCO file with 'images' and 'annotations' lists "
-                                 f"(it has {sorted(data)[:6]})")
+            raise BoxesFileError(
+                f"{path}: a JSON object must be a COCO file with 'images' and 'annotations' lists "
+                f"(it has {sorted(data)[:6]})"
+            )
         for i, image in enumerate(data["images"]):
             if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
                 raise BoxesFileError(f"{path}: images[{i}] needs 'id' and a 'file_name' string")
@@ -160,12 +165,15 @@ def read_boxes(path: Path, score_threshold: float = 0.0) -> dict[str, list[list[
             raise BoxesFileError(f"{path}: {where}: field 'bbox' = {bbox!r} must be [x, y, w, h]")
         box = [_number(v, path, where, "bbox") for v in bbox]
         if box[2] <= 0 or box[3] <= 0:
-            raise BoxesFileError(f"{path}: {where}: field 'bbox' = {bbox} has a non-positive width or height "
-                                 "(boxes are [x, y, width, height])")
+            raise BoxesFileError(
+                f"{path}: {where}: field 'bbox' = {bbox} has a non-positive width or height "
+                "(boxes are [x, y, width, height])"
+            )
         if "file_name" in record:
             if not isinstance(record["file_name"], str) or not record["file_name"]:
-                raise BoxesFileError(f"{path}: {where}: field 'file_name' = {record['file_name']!r} "
-                                     "must be a file name")
+                raise BoxesFileError(
+                    f"{path}: {where}: field 'file_name' = {record['file_name']!r} must be a file name"
+                )
             key = record["file_name"]
         elif "image_id" in record:
             image_id = _image_id(record["image_id"], path, where, "image_id")
@@ -232,7 +240,7 @@ class BoxTable:
             prefix = _FRAME_KEY.format(key=key, frame="")
             for name, entries in self.boxes.items():
                 if name.startswith(prefix):
-                    per_frame[int(name[len(prefix):])] = entries
+                    per_frame[int(name[len(prefix) :])] = entries
                     self.used.add(name)
             if per_frame:
                 break
@@ -287,8 +295,9 @@ class Progress:
 
     def __init__(self, mode: str, every: int) -> None:
         if mode not in PROGRESS_MODES:
-            raise ClampError(f"progress={mode!r}{did_you_mean(mode, PROGRESS_MODES)}: choose one of "
-                             f"{list(PROGRESS_MODES)}")
+            raise ClampError(
+                f"progress={mode!r}{did_you_mean(mode, PROGRESS_MODES)}: choose one of {list(PROGRESS_MODES)}"
+            )
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "lines"
         self.mode = mode
@@ -301,8 +310,14 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
-            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+            self._bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
             self._bar.start()
         return self
 
@@ -323,8 +338,9 @@ class _Task:
         before, self.done = self.done, self.done + n
         if self._id is not None:
             self.progress._bar.advance(self._id, n)
-        elif self.progress.mode == "lines" and (self.done // self.progress.every > before // self.progress.every
-                                                or self.done == self.total):
+        elif self.progress.mode == "lines" and (
+            self.done // self.progress.every > before // self.progress.every or self.done == self.total
+        ):
             log.info("%s: %d%s", self.label, self.done, f"/{self.total}" if self.total else "")
 
 
@@ -340,13 +356,19 @@ def load_predictor(cfg: DictConfig):
     is_onnx_file = ckpt.suffix.lower() == ".onnx"
     if backend == "auto":
         backend = "onnx" if is_onnx_file else "torch"
-    options = {"flip_test": cfg.evaluation.flip_test, "shift_heatmap": cfg.evaluation.shift_heatmap,
-               "score_threshold": cfg.evaluation.score_threshold, "batch_size": cfg.batch_size,
-               "max_image_pixels": cfg.max_image_pixels}
+    options = {
+        "flip_test": cfg.evaluation.flip_test,
+        "shift_heatmap": cfg.evaluation.shift_heatmap,
+        "score_threshold": cfg.evaluation.score_threshold,
+        "batch_size": cfg.batch_size,
+        "max_image_pixels": cfg.max_image_pixels,
+    }
     if backend == "onnx":
         if ckpt.is_dir() or ckpt.suffix.lower() == ".ckpt":
-            raise ClampError(f"backend=onnx runs an .onnx file, not {ckpt}; write one with `python -m clamp.export "
-                             f"ckpt={ckpt} format=onnx out=model.onnx` (or use backend=torch)")
+            raise ClampError(
+                f"backend=onnx runs an .onnx file, not {ckpt}; write one with `python -m clamp.export "
+                f"ckpt={ckpt} format=onnx out=model.onnx` (or use backend=torch)"
+            )
         return Predictor.from_onnx(ckpt, device=cfg.device, **options)
     if is_onnx_file:
         raise ClampError(f"ckpt={ckpt} is an ONNX file: run it with backend=onnx (or backend=auto)")
@@ -358,8 +380,9 @@ def load_predictor(cfg: DictConfig):
 class _Run:
     """One prediction run: batches images across files, draws and records them, streams videos."""
 
-    def __init__(self, cfg: DictConfig, predictor, names: OutputNames, boxes: BoxTable, root: Path,
-                 progress: Progress) -> None:
+    def __init__(
+        self, cfg: DictConfig, predictor, names: OutputNames, boxes: BoxTable, root: Path, progress: Progress
+    ) -> None:
         self.cfg, self.predictor, self.names, self.boxes, self.root = cfg, predictor, names, boxes, root
         self.progress = progress
         self.images: list[dict[str, Any]] = []
@@ -372,8 +395,9 @@ class _Run:
         self.skipped.append({"file_name": name, "reason": reason})
 
     def draw(self, rgb, animals):
-        return self.predictor.draw(rgb, animals, show_names=self.cfg.draw_names,
-                                   score_threshold=self.cfg.draw_threshold)
+        return self.predictor.draw(
+            rgb, animals, show_names=self.cfg.draw_names, score_threshold=self.cfg.draw_threshold
+        )
 
     # images: read and checked one by one (a bad one is skipped), predicted in shared batches
     def run_images(self, paths: Sequence[Path]) -> None:
@@ -403,13 +427,19 @@ class _Run:
 
     def _predict_images(self, pending, task: _Task) -> None:
         score_maps = bool(self.cfg.score_maps)
-        results = self.predictor.predict_many([rgb for _, rgb, _ in pending], [b for _, _, b in pending],
-                                              score_maps=score_maps)
+        results = self.predictor.predict_many(
+            [rgb for _, rgb, _ in pending], [b for _, _, b in pending], score_maps=score_maps
+        )
         for (name, rgb, _), animals in zip(pending, results):
             drawing_path = self.names.claim(name, ".pose.jpg")
             write_image(drawing_path, self.draw(rgb, animals))
-            entry = {"file_name": name, "width": rgb.shape[1], "height": rgb.shape[0],
-                     "drawing": self.names.relative(drawing_path), "animals": [a.to_dict() for a in animals]}
+            entry = {
+                "file_name": name,
+                "width": rgb.shape[1],
+                "height": rgb.shape[0],
+                "drawing": self.names.relative(drawing_path),
+                "animals": [a.to_dict() for a in animals],
+            }
             if score_maps and animals:
                 scores_path = self.names.claim(name, ".scores.jpg")
                 write_image(scores_path, self.predictor.draw_score_maps(animals))
@@ -459,9 +489,15 @@ class _Run:
                     batch, crops = [], 0
             if batch:
                 frames += self._predict_frames(batch, writer, task)
-        entry = {"file_name": name, "fps": video.fps, "width": video.width, "height": video.height,
-                 "frames": len(frames), "drawing": self.names.relative(drawing_path),
-                 "results": self.names.relative(results_path)}
+        entry = {
+            "file_name": name,
+            "fps": video.fps,
+            "width": video.width,
+            "height": video.height,
+            "frames": len(frames),
+            "drawing": self.names.relative(drawing_path),
+            "results": self.names.relative(results_path),
+        }
         if video.frame_count and len(frames) < video.frame_count:
             entry["note"] = f"decoded {len(frames)} of the {video.frame_count} frames the file reports"
         results = {"model": self.predictor.describe(), **entry, "frames": frames}
@@ -474,8 +510,13 @@ class _Run:
         entries = []
         for (frame, _), animals in zip(batch, results):
             writer.write(self.draw(frame.image, animals))
-            entries.append({"index": frame.index, "timestamp": round(frame.timestamp, 4),
-                            "animals": [a.to_dict() for a in animals]})
+            entries.append(
+                {
+                    "index": frame.index,
+                    "timestamp": round(frame.timestamp, 4),
+                    "animals": [a.to_dict() for a in animals],
+                }
+            )
             task.advance()
         return entries
 
@@ -502,11 +543,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         run = _Run(cfg, predictor, names, boxes, root, progress)
         for path in others:
             name = path.relative_to(root).as_posix()
-            run.skipped.append({"file_name": name, "reason": f"not an image or video file (suffix "
-                                                            f"'{path.suffix}')"})
+            run.skipped.append({"file_name": name, "reason": f"not an image or video file (suffix '{path.suffix}')"})
         if others:
-            log.warning("%d file(s) that are neither images nor videos were left out (listed in predictions.json)",
-                        len(others))
+            log.warning(
+                "%d file(s) that are neither images nor videos were left out (listed in predictions.json)", len(others)
+            )
         if images:
             run.run_images(images)
         for path in videos:
@@ -514,16 +555,26 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     unused = boxes.unused()
     if unused:
-        log.warning("%d entr%s of the boxes file match no input (e.g. %s)", len(unused),
-                    "y" if len(unused) == 1 else "ies", unused[0])
+        log.warning(
+            "%d entr%s of the boxes file match no input (e.g. %s)",
+            len(unused),
+            "y" if len(unused) == 1 else "ies",
+            unused[0],
+        )
     report = {"model": predictor.describe(), "images": run.images, "videos": run.videos, "skipped": run.skipped}
     (output / "predictions.json").write_text(json.dumps(report, indent=2) + "\n")
     done = len(run.images) + run.frames
     summary = f"{len(run.images)} image(s)" + (f", {len(run.videos)} video(s) ({run.frames} frames)" if videos else "")
-    print(f"{summary} -> {output / 'predictions.json'}"
-          + (f"; {len(run.skipped)} skipped (listed there)" if run.skipped else "")
-          + (f" [{seconds:.1f} s, {seconds / done:.3f} s per picture on {predictor.backend}"
-             f"{'' if predictor.is_onnx else '/' + predictor.device.type}]" if done else ""))
+    print(
+        f"{summary} -> {output / 'predictions.json'}"
+        + (f"; {len(run.skipped)} skipped (listed there)" if run.skipped else "")
+        + (
+            f" [{seconds:.1f} s, {seconds / done:.3f} s per picture on {predictor.backend}"
+            f"{'' if predictor.is_onnx else '/' + predictor.device.type}]"
+            if done
+            else ""
+        )
+    )
     if not run.images and not run.videos:
         raise ClampError(f"none of the {len(media)} input(s) could be read: {run.skipped[-1]['reason']}")
     return report

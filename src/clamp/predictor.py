@@ -142,10 +142,18 @@ class Predictor:
         max_image_pixels: larger images are refused before decoding (decompression-bomb cap).
     """
 
-    def __init__(self, model: torch.nn.Module | OnnxPoseModel, *, provenance: Mapping[str, Any] | None = None,
-                 device: str | torch.device | None = None, flip_test: bool = True, shift_heatmap: bool = True,
-                 score_threshold: float = KEYPOINT_SCORE_THRESHOLD, batch_size: int = 16,
-                 max_image_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module | OnnxPoseModel,
+        *,
+        provenance: Mapping[str, Any] | None = None,
+        device: str | torch.device | None = None,
+        flip_test: bool = True,
+        shift_heatmap: bool = True,
+        score_threshold: float = KEYPOINT_SCORE_THRESHOLD,
+        batch_size: int = 16,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
+    ) -> None:
         if int(batch_size) < 1:
             raise ClampError(f"batch_size={batch_size} must be at least 1")
         self.is_onnx = not isinstance(model, torch.nn.Module)
@@ -188,8 +196,9 @@ class Predictor:
         return not self.is_onnx and getattr(self.model, "logit_scale", None) is not None
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None,
-                        flip_test: bool = True, **kwargs: Any) -> Predictor:
+    def from_checkpoint(
+        cls, path: str | os.PathLike, device: str | torch.device | None = None, flip_test: bool = True, **kwargs: Any
+    ) -> Predictor:
         """A predictor for a training checkpoint (read safely; no backbone weight file needed)."""
         checkpoint = read_checkpoint(path)
         record = checkpoint_record(checkpoint, path)
@@ -198,8 +207,9 @@ class Predictor:
         return cls(model, provenance=record["provenance"], device=device, flip_test=flip_test, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device | None = None,
-                        flip_test: bool = True, **kwargs: Any) -> Predictor:
+    def from_pretrained(
+        cls, folder: str | os.PathLike, device: str | torch.device | None = None, flip_test: bool = True, **kwargs: Any
+    ) -> Predictor:
         """A predictor for an exported model folder: ``model.safetensors`` + ``clamp_model.json``."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -221,8 +231,14 @@ class Predictor:
         return cls(model, provenance=record["provenance"], device=device, flip_test=flip_test, **kwargs)
 
     @classmethod
-    def from_onnx(cls, path: str | os.PathLike, device: str | torch.device | None = None, flip_test: bool = True,
-                  providers: Sequence[str] | None = None, **kwargs: Any) -> Predictor:
+    def from_onnx(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device | None = None,
+        flip_test: bool = True,
+        providers: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Predictor:
         """A predictor running an ONNX file of ``python -m clamp.export format=onnx`` with onnxruntime.
 
         ``device`` picks the execution provider (``"cpu"``; ``"cuda"`` needs onnxruntime-gpu; default:
@@ -232,19 +248,24 @@ class Predictor:
 
         path = Path(path)
         if not path.is_file():
-            raise MissingFileError(f"ONNX model not found: {path} (write one with `python -m clamp.export "
-                                   "ckpt=... format=onnx out=model.onnx`)")
+            raise MissingFileError(
+                f"ONNX model not found: {path} (write one with `python -m clamp.export "
+                "ckpt=... format=onnx out=model.onnx`)"
+            )
         try:
             model = OnnxPoseModel(path, providers=providers or _onnx_providers(device))
         except ImportError as err:
             raise ClampError(str(err)) from None
         except ValueError as err:
-            raise CheckpointError(f"{err}; ONNX models for clamp are written by `python -m clamp.export "
-                                  "ckpt=... format=onnx`") from None
+            raise CheckpointError(
+                f"{err}; ONNX models for clamp are written by `python -m clamp.export ckpt=... format=onnx`"
+            ) from None
         info = model.info
         if tuple(info.input_mean) != IMAGENET_MEAN or tuple(info.input_std) != IMAGENET_STD:
-            raise CheckpointError(f"{path}: input normalisation mean={list(info.input_mean)} "
-                                  f"std={list(info.input_std)} is not the one this clamp version applies")
+            raise CheckpointError(
+                f"{path}: input normalisation mean={list(info.input_mean)} "
+                f"std={list(info.input_std)} is not the one this clamp version applies"
+            )
         return cls(model, provenance=info.provenance, flip_test=flip_test, **kwargs)
 
     # ---- inference --------------------------------------------------------------------------
@@ -271,7 +292,7 @@ class Predictor:
                 return self.model.heatmaps(images), None
             # One run for the crops and their mirrors.
             both = self.model.heatmaps(np.concatenate([images, images[..., ::-1]]))
-            heatmaps, mirrored = both[: len(images)], both[len(images):]
+            heatmaps, mirrored = both[: len(images)], both[len(images) :]
             return (heatmaps + flip_back_heatmaps(mirrored, flip_index, shift=self.shift_heatmap)) * 0.5, None
         with torch.inference_mode():
             images = crops.to(self.device)
@@ -283,16 +304,22 @@ class Predictor:
             maps = out.score_maps.float().cpu().numpy() if score_maps else None
             return heatmaps.cpu().numpy(), maps
 
-    def predict(self, image: ImageInput, boxes: Sequence[Box] | None = None, *,
-                score_maps: bool = False) -> list[AnimalPose]:
+    def predict(
+        self, image: ImageInput, boxes: Sequence[Box] | None = None, *, score_maps: bool = False
+    ) -> list[AnimalPose]:
         """The animals in ``image``: one per box ``[x, y, w, h]`` (default: the whole image is one).
 
         ``score_maps=True`` (CLAMP models, PyTorch backend) keeps each animal's score maps and crop.
         """
         return self.predict_many([image], [boxes], score_maps=score_maps)[0]
 
-    def predict_many(self, images: Sequence[ImageInput], boxes: Sequence[Sequence[Box] | None] | None = None, *,
-                     score_maps: bool = False) -> list[list[AnimalPose]]:
+    def predict_many(
+        self,
+        images: Sequence[ImageInput],
+        boxes: Sequence[Sequence[Box] | None] | None = None,
+        *,
+        score_maps: bool = False,
+    ) -> list[list[AnimalPose]]:
         """:meth:`predict` for several images, their crops batched together (``batch_size`` per forward).
 
         Images are read one at a time and only their crops are kept, so a long list of paths is fine.
@@ -308,7 +335,7 @@ class Predictor:
             pending.extend(self._crops(index, self.read_image(image), image_boxes))
             while len(pending) >= self.batch_size:
                 self._run(pending[: self.batch_size], results, score_maps)
-                pending = pending[self.batch_size:]
+                pending = pending[self.batch_size :]
         if pending:
             self._run(pending, results, score_maps)
         return results
@@ -334,18 +361,28 @@ class Predictor:
             from clamp.visualization import denormalize_image
         for i, (crop, kpts, score) in enumerate(zip(batch, keypoints, scores)):
             extra = {} if maps is None else {"score_maps": maps[i], "crop": denormalize_image(crop.image)}
-            results[crop.index].append(AnimalPose(tuple(crop.box), kpts, float(score),
-                                                  self.keypoint_spec.keypoint_names, **extra))
+            results[crop.index].append(
+                AnimalPose(tuple(crop.box), kpts, float(score), self.keypoint_spec.keypoint_names, **extra)
+            )
 
     def _no_score_maps(self) -> str:
         if self.is_onnx:
-            return ("score maps need the PyTorch model: the ONNX graph outputs heatmaps only "
-                    "(predict from the checkpoint instead)")
+            return (
+                "score maps need the PyTorch model: the ONNX graph outputs heatmaps only "
+                "(predict from the checkpoint instead)"
+            )
         return f"score maps are CLAMP's; {type(self.model).__name__} has none"
 
     # ---- drawing ----------------------------------------------------------------------------
-    def draw(self, image: ImageInput, animals: Sequence[AnimalPose], *, show_names: bool = False,
-             score_threshold: float = KEYPOINT_SCORE_THRESHOLD, caption: str | None = None) -> np.ndarray:
+    def draw(
+        self,
+        image: ImageInput,
+        animals: Sequence[AnimalPose],
+        *,
+        show_names: bool = False,
+        score_threshold: float = KEYPOINT_SCORE_THRESHOLD,
+        caption: str | None = None,
+    ) -> np.ndarray:
         """``image`` (RGB) with every animal's skeleton drawn (:func:`clamp.visualization.draw_pose`).
 
         ``caption`` is a banner across the top; a demo model's drawings get :attr:`demo_caption`
@@ -355,13 +392,15 @@ class Predictor:
 
         drawing = self.read_image(image)
         for animal in animals:
-            drawing = draw_pose(drawing, animal.keypoints, self.keypoint_spec, score_threshold=score_threshold,
-                                show_names=show_names)
+            drawing = draw_pose(
+                drawing, animal.keypoints, self.keypoint_spec, score_threshold=score_threshold, show_names=show_names
+            )
         banner = " | ".join(text for text in (self.demo_caption, caption) if text)
         return draw_caption(drawing, banner) if banner else np.ascontiguousarray(drawing)
 
-    def draw_score_maps(self, animals: Sequence[AnimalPose], *, panel_size: int = 160,
-                        value_range: tuple[float, float] | None = None) -> np.ndarray:
+    def draw_score_maps(
+        self, animals: Sequence[AnimalPose], *, panel_size: int = 160, value_range: tuple[float, float] | None = None
+    ) -> np.ndarray:
         """The Fig. 4-style overlay: per animal a grid of its keypoints' score maps over its crop, stacked.
 
         The animals must come from ``predict(..., score_maps=True)``. A demo model's grid gets the banner.
@@ -374,8 +413,11 @@ class Predictor:
         for animal in animals:
             if animal.score_maps is None or animal.crop is None:
                 raise ClampError("draw_score_maps needs animals predicted with predict(..., score_maps=True)")
-            grids.append(draw_score_maps(animal.crop, animal.score_maps, self.keypoint_spec,
-                                         value_range=value_range, panel_size=panel_size))
+            grids.append(
+                draw_score_maps(
+                    animal.crop, animal.score_maps, self.keypoint_spec, value_range=value_range, panel_size=panel_size
+                )
+            )
         width = max(grid.shape[1] for grid in grids)
         gap = np.full((8, width, 3), 255, np.uint8)
         rows = []
@@ -389,9 +431,15 @@ class Predictor:
     def describe(self) -> dict[str, Any]:
         """The model's name, keypoints, backend and demo status, for output files."""
         config = (self.model.info.model_config if self.is_onnx else getattr(self.model, "config", None)) or {}
-        return {"name": config.get("name"), "keypoints": self.keypoint_spec.name, "backend": self.backend,
-                "input_size": list(self.model.input_size), "demo": self.demo_reason is not None,
-                "demo_reason": self.demo_reason, "pretrained": self.provenance.get("pretrained")}
+        return {
+            "name": config.get("name"),
+            "keypoints": self.keypoint_spec.name,
+            "backend": self.backend,
+            "input_size": list(self.model.input_size),
+            "demo": self.demo_reason is not None,
+            "demo_reason": self.demo_reason,
+            "pretrained": self.provenance.get("pretrained"),
+        }
 
 
 def _onnx_providers(device: str | torch.device | None) -> list[str]:
@@ -406,8 +454,10 @@ def _onnx_providers(device: str | torch.device | None) -> list[str]:
         return ["CPUExecutionProvider"]
     if kind == "cuda":
         if "CUDAExecutionProvider" not in available:
-            raise ClampError("device=cuda for an ONNX model needs onnxruntime-gpu "
-                             f"(this onnxruntime has {available}); use device=cpu")
+            raise ClampError(
+                "device=cuda for an ONNX model needs onnxruntime-gpu "
+                f"(this onnxruntime has {available}); use device=cpu"
+            )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if kind is not None:
         raise ClampError(f"device={device} is not one onnxruntime runs here: use cpu or cuda")
@@ -435,8 +485,10 @@ def _check_preprocessing(record: Mapping[str, Any], source: Any) -> None:
     expected = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "box_padding": BOX_PADDING}
     different = {k: pre.get(k) for k, v in expected.items() if pre.get(k) != v}
     if different:
-        raise CheckpointError(f"{source}: preprocessing {different} is not the one this clamp version applies "
-                              f"({expected}); use the clamp version that wrote it")
+        raise CheckpointError(
+            f"{source}: preprocessing {different} is not the one this clamp version applies "
+            f"({expected}); use the clamp version that wrote it"
+        )
 
 
 def write_export(folder: str | os.PathLike, model: torch.nn.Module, record: Mapping[str, Any]) -> Path:

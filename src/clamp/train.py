@@ -27,9 +27,16 @@ def build_datamodule(cfg: DictConfig, model: Any, output_dir: Path):
     from clamp.codec import HeatmapCodec
 
     codec = HeatmapCodec.for_model(model)
-    return instantiate(cfg.data, split=OmegaConf.to_container(cfg.split, resolve=True), input_size=codec.input_size,
-                       heatmap_size=codec.heatmap_size, coarse_size=codec.coarse_size, seed=cfg.seed,
-                       manifest_path=str(output_dir / "split_manifest.json"), _convert_="all")
+    return instantiate(
+        cfg.data,
+        split=OmegaConf.to_container(cfg.split, resolve=True),
+        input_size=codec.input_size,
+        heatmap_size=codec.heatmap_size,
+        coarse_size=codec.coarse_size,
+        seed=cfg.seed,
+        manifest_path=str(output_dir / "split_manifest.json"),
+        _convert_="all",
+    )
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path):
@@ -47,8 +54,15 @@ def build_trainer(cfg: DictConfig, output_dir: Path):
     latest = LatestCheckpoint(checkpoint_dir, every_n_steps=cfg.callbacks.get("checkpoint_every_n_steps"))
     callbacks = [
         latest,
-        ModelCheckpoint(dirpath=checkpoint_dir, filename="best-epoch{epoch:03d}", monitor="val/AP", mode="max",
-                        save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
+        ModelCheckpoint(
+            dirpath=checkpoint_dir,
+            filename="best-epoch{epoch:03d}",
+            monitor="val/AP",
+            mode="max",
+            save_top_k=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        ),
         PreemptionHandler(latest),
         RichProgressBar() if cfg.callbacks.rich_progress_bar and sys.stdout.isatty() else LineProgressBar(),
     ]
@@ -62,8 +76,14 @@ def build_trainer(cfg: DictConfig, output_dir: Path):
         # Requeueing is ours (PreemptionHandler saves first), not Lightning's own SIGUSR1 handler.
         plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer_cfg.setdefault("enable_model_summary", False)
-    return L.Trainer(default_root_dir=str(output_dir), callbacks=callbacks, logger=loggers or False,
-                     plugins=plugins, use_distributed_sampler=False, **trainer_cfg)
+    return L.Trainer(
+        default_root_dir=str(output_dir),
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=plugins,
+        use_distributed_sampler=False,
+        **trainer_cfg,
+    )
 
 
 def _keypoint_spec_dict(keypoints: Any) -> dict[str, Any]:
@@ -78,16 +98,25 @@ def check_resume_compatible(checkpoint: Mapping[str, Any], cfg: DictConfig, path
 
     recipe = checkpoint_record(checkpoint, path)["model"]
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    wanted = {"name": model["name"], "keypoints": _keypoint_spec_dict(model["keypoints"]),
-              **dict(model.get("overrides") or {})}
+    wanted = {
+        "name": model["name"],
+        "keypoints": _keypoint_spec_dict(model["keypoints"]),
+        **dict(model.get("overrides") or {}),
+    }
+
     def shown(value: Any) -> Any:
         return value["name"] if isinstance(value, dict) and "keypoint_names" in value else value
 
-    differences = [f"{key}: checkpoint {shown(recipe.get(key))!r}, this run {shown(value)!r}"
-                   for key, value in wanted.items() if recipe.get(key) != value]
+    differences = [
+        f"{key}: checkpoint {shown(recipe.get(key))!r}, this run {shown(value)!r}"
+        for key, value in wanted.items()
+        if recipe.get(key) != value
+    ]
     if differences:
-        raise CheckpointError(f"cannot resume {path}: it was trained as another network ({'; '.join(differences)}). "
-                              "Resume with the config it was trained with, or start a new run (another hydra.run.dir)")
+        raise CheckpointError(
+            f"cannot resume {path}: it was trained as another network ({'; '.join(differences)}). "
+            "Resume with the config it was trained with, or start a new run (another hydra.run.dir)"
+        )
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -106,8 +135,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if resume is not None:
         check_resume_compatible(read_checkpoint(resume), cfg, resume)
     if cfg.data.get("generate") is None:
-        check_dataset_files(cfg.data.keypoints if isinstance(cfg.data.keypoints, str) else "custom",
-                            cfg.data.root, cfg.data.splits)
+        check_dataset_files(
+            cfg.data.keypoints if isinstance(cfg.data.keypoints, str) else "custom", cfg.data.root, cfg.data.splits
+        )
     output_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = PoseEstimationModule(
@@ -126,8 +156,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     quiet_other_ranks(trainer)
     if trainer.is_global_zero:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        log.info("%s: %s on %s (%s), run folder %s%s", cfg.task_name, module.model.config["name"],
-                 cfg.data.root, cfg.split.mode, output_dir, f", resuming {resume}" if resume else "")
+        log.info(
+            "%s: %s on %s (%s), run folder %s%s",
+            cfg.task_name,
+            module.model.config["name"],
+            cfg.data.root,
+            cfg.split.mode,
+            output_dir,
+            f", resuming {resume}" if resume else "",
+        )
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     except SIGTERMException:

@@ -99,8 +99,9 @@ class VideoReader(contextlib.AbstractContextManager["VideoReader"]):
     def close(self) -> None:
         self._capture.release()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -124,22 +125,28 @@ class VideoWriter(contextlib.AbstractContextManager["VideoWriter"]):
         if not (math.isfinite(self.fps) and self.fps > 0) or min(self.size) <= 0:
             raise ValueError(f"VideoWriter needs fps > 0 and a positive size, got fps={fps}, size={size}")
         with _opencv_quiet():
-            self._writer = cv2.VideoWriter(str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*codec),
-                                           self.fps, self.size)
+            self._writer = cv2.VideoWriter(
+                str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*codec), self.fps, self.size
+            )
         if not self._writer.isOpened():
-            raise VideoError(f"cannot write video {self.path} with codec '{codec}' "
-                             "(does its folder exist? is the codec one this OpenCV build can encode?)")
+            raise VideoError(
+                f"cannot write video {self.path} with codec '{codec}' "
+                "(does its folder exist? is the codec one this OpenCV build can encode?)"
+            )
 
     def write(self, frame_rgb: np.ndarray) -> None:
         width, height = self.size
         if frame_rgb.shape != (height, width, 3) or frame_rgb.dtype != np.uint8:
-            raise ValueError(f"{self.path}: frames must be uint8 RGB of shape ({height}, {width}, 3), "
-                             f"got {frame_rgb.dtype} {frame_rgb.shape}")
+            raise ValueError(
+                f"{self.path}: frames must be uint8 RGB of shape ({height}, {width}, 3), "
+                f"got {frame_rgb.dtype} {frame_rgb.shape}"
+            )
         self._writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
 
     def close(self) -> None:
         self._writer.release()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()

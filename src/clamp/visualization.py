@@ -115,15 +115,22 @@ def _fixed(x: float, y: float) -> tuple[int, int]:
 
 def _put_text(canvas: np.ndarray, text: str, origin: tuple[int, int], sizes: DrawingSizes) -> None:
     """Text with a dark outline, readable on any background; ``origin`` is the baseline start."""
-    cv2.putText(canvas, text, origin, _FONT, sizes.font_scale, OUTLINE_COLOR,
-                sizes.font_thickness + 2 * sizes.outline, cv2.LINE_AA)
+    cv2.putText(
+        canvas,
+        text,
+        origin,
+        _FONT,
+        sizes.font_scale,
+        OUTLINE_COLOR,
+        sizes.font_thickness + 2 * sizes.outline,
+        cv2.LINE_AA,
+    )
     cv2.putText(canvas, text, origin, _FONT, sizes.font_scale, TEXT_COLOR, sizes.font_thickness, cv2.LINE_AA)
 
 
 def _text_box(text: str, sizes: DrawingSizes) -> tuple[int, int, int]:
     """Width, height above the baseline and depth below it of outlined text."""
-    (width, height), baseline = cv2.getTextSize(text, _FONT, sizes.font_scale,
-                                                sizes.font_thickness + 2 * sizes.outline)
+    (width, height), baseline = cv2.getTextSize(text, _FONT, sizes.font_scale, sizes.font_thickness + 2 * sizes.outline)
     return width, height, baseline
 
 
@@ -141,8 +148,9 @@ def draw_caption(image_rgb: np.ndarray, caption: str, *, above: bool = False) ->
     text_width = _text_box(caption, sizes)[0]
     if text_width > width - 2 * pad:
         fitted_scale = sizes.font_scale * (width - 2 * pad) / text_width
-        sizes = DrawingSizes(sizes.line_width, sizes.radius, sizes.outline, fitted_scale,
-                             max(1, round(fitted_scale * 1.5)))
+        sizes = DrawingSizes(
+            sizes.line_width, sizes.radius, sizes.outline, fitted_scale, max(1, round(fitted_scale * 1.5))
+        )
     _, ascent, descent = _text_box(caption, sizes)
     banner_height = ascent + descent + 2 * pad
     if above:
@@ -184,8 +192,7 @@ def draw_pose(
     canvas = np.ascontiguousarray(image_rgb.copy())
     points = np.asarray(keypoints, dtype=np.float64)
     if points.shape != (spec.num_keypoints, 3):
-        raise ValueError(f"keypoints must have shape ({spec.num_keypoints}, 3) for '{spec.name}', "
-                         f"got {points.shape}")
+        raise ValueError(f"keypoints must have shape ({spec.num_keypoints}, 3) for '{spec.name}', got {points.shape}")
     height, width = canvas.shape[:2]
     sizes = drawing_sizes(height, width)
     radius = radius or sizes.radius
@@ -243,8 +250,7 @@ def draw_score_maps(
     """
     maps = np.asarray(score_maps, dtype=np.float32)
     if maps.ndim != 3 or maps.shape[0] != spec.num_keypoints:
-        raise ValueError(f"score_maps must have shape ({spec.num_keypoints}, h, w) for '{spec.name}', "
-                         f"got {maps.shape}")
+        raise ValueError(f"score_maps must have shape ({spec.num_keypoints}, h, w) for '{spec.name}', got {maps.shape}")
     height, width = image_rgb.shape[:2]
     factor = panel_size / max(height, width)
     panel_w, panel_h = max(1, round(width * factor)), max(1, round(height * factor))
@@ -258,14 +264,14 @@ def draw_score_maps(
     for k, score_map in enumerate(maps):
         low, high = value_range or (float(score_map.min()), float(score_map.max()))
         unit = np.clip((score_map - low) / (high - low), 0, 1) if high > low else np.zeros_like(score_map)
-        upsampled = cv2.warpAffine(unit, to_panel, (panel_w, panel_h), flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_REPLICATE)
-        heat = cv2.cvtColor(cv2.applyColorMap(np.round(upsampled * 255).astype(np.uint8), colormap),
-                            cv2.COLOR_BGR2RGB)
+        upsampled = cv2.warpAffine(
+            unit, to_panel, (panel_w, panel_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        heat = cv2.cvtColor(cv2.applyColorMap(np.round(upsampled * 255).astype(np.uint8), colormap), cv2.COLOR_BGR2RGB)
         panel = draw_caption(cv2.addWeighted(base, 1 - alpha, heat, alpha, 0), spec.keypoint_names[k])
         row, column = divmod(k, columns)
         top, left = row * (panel_h + gap), column * (panel_w + gap)
-        grid[top: top + panel_h, left: left + panel_w] = panel
+        grid[top : top + panel_h, left : left + panel_w] = panel
     return grid
 
 

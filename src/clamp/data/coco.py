@@ -215,7 +215,9 @@ def default_image_root(path: Path, spec: KeypointSpec) -> Path:
 
 
 def load_coco_keypoints(
-    path: str | Path, spec: KeypointSpec | str, image_root: str | Path | None = None,
+    path: str | Path,
+    spec: KeypointSpec | str,
+    image_root: str | Path | None = None,
     max_bytes: int = MAX_JSON_BYTES,
 ) -> CocoKeypoints:
     """Load and validate a COCO-keypoint file (rules and skips: see the module docstring).
@@ -229,8 +231,10 @@ def load_coco_keypoints(
         hint = LAYOUTS[spec.name].how_to_get if spec.name in LAYOUTS else "check the path passed as the annotation file"
         raise MissingFileError(f"annotation file not found: {path}. {hint}")
     if path.stat().st_size > max_bytes:
-        raise AnnotationError(f"annotation file {path} is {path.stat().st_size / 2**20:.0f} MiB, more than the "
-                              f"{max_bytes / 2**20:.0f} MiB allowed; pass a larger max_bytes if it is trusted")
+        raise AnnotationError(
+            f"annotation file {path} is {path.stat().st_size / 2**20:.0f} MiB, more than the "
+            f"{max_bytes / 2**20:.0f} MiB allowed; pass a larger max_bytes if it is trusted"
+        )
     data = path.read_bytes()
     try:
         raw = json.loads(data)
@@ -264,17 +268,13 @@ class _Reader:
         self.path = path
         self.spec = spec
 
-    def error(
-        self, section: str, record_id: Any, field_name: str, value: Any, problem: str, fix: str
-    ) -> None:
+    def error(self, section: str, record_id: Any, field_name: str, value: Any, problem: str, fix: str) -> None:
         raise AnnotationError(
             f"{self.path.name}: {section} record id={record_id}: field '{field_name}' = {_short(value)} "
             f"{problem}; {fix}"
         )
 
-    def read(
-        self, raw: Any
-    ) -> tuple[dict[int, ImageRecord], dict[int, Category], list[Instance], dict[str, int]]:
+    def read(self, raw: Any) -> tuple[dict[int, ImageRecord], dict[int, Category], list[Instance], dict[str, int]]:
         if not isinstance(raw, dict):
             raise AnnotationError(
                 f"{self.path.name}: top level is {type(raw).__name__}, expected a JSON object with "
@@ -300,14 +300,23 @@ class _Reader:
             )
         for name in _REQUIRED[section]:
             if name not in record:
-                self.error(section, record.get("id", f"? (index {index})"), name, None, "is missing",
-                           f"every {section} record needs {', '.join(_REQUIRED[section])}")
+                self.error(
+                    section,
+                    record.get("id", f"? (index {index})"),
+                    name,
+                    None,
+                    "is missing",
+                    f"every {section} record needs {', '.join(_REQUIRED[section])}",
+                )
 
     def integer(self, section: str, record_id: Any, field_name: str, value: Any) -> int:
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                or value != int(value)):
-            self.error(section, record_id, field_name, value, "is not an integer",
-                       "ids and sizes must be integers")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value != int(value)
+        ):
+            self.error(section, record_id, field_name, value, "is not an integer", "ids and sizes must be integers")
         return int(value)
 
     def number(self, section: str, record_id: Any, field_name: str, value: Any) -> float:
@@ -318,8 +327,7 @@ class _Reader:
     def unique(self, section: str, ids: list[int]) -> None:
         if len(set(ids)) != len(ids):
             dup = next(i for i, n in Counter(ids).items() if n > 1)
-            self.error(section, dup, "id", dup, "is used by more than one record",
-                       f"{section} ids must be unique")
+            self.error(section, dup, "id", dup, "is used by more than one record", f"{section} ids must be unique")
 
     def read_categories(self, records: list) -> dict[int, Category]:
         k = self.spec.num_keypoints
@@ -330,22 +338,31 @@ class _Reader:
             name, family = rec["name"], rec.get("supercategory", rec["name"])
             for field_name, value in (("name", name), ("supercategory", family)):
                 if not isinstance(value, str):
-                    self.error("categories", cid, field_name, value, "is not a string",
-                               "names must be strings")
+                    self.error("categories", cid, field_name, value, "is not a string", "names must be strings")
             names = rec.get("keypoints")
             if names is not None and (not isinstance(names, list) or len(names) != k):
                 count = len(names) if isinstance(names, list) else "no list of"
-                matching = [s for s, sp in KEYPOINT_SPECS.items() if isinstance(names, list)
-                            and len(names) == sp.num_keypoints]
-                self.error("categories", cid, "keypoints", names,
-                           f"has {count} names but spec '{self.spec.name}' has {k}: this file does not "
-                           "match the keypoint spec",
-                           "pass the spec of this dataset (specs with that many keypoints: "
-                           f"{matching or 'none'})")
+                matching = [
+                    s for s, sp in KEYPOINT_SPECS.items() if isinstance(names, list) and len(names) == sp.num_keypoints
+                ]
+                self.error(
+                    "categories",
+                    cid,
+                    "keypoints",
+                    names,
+                    f"has {count} names but spec '{self.spec.name}' has {k}: this file does not "
+                    "match the keypoint spec",
+                    f"pass the spec of this dataset (specs with that many keypoints: {matching or 'none'})",
+                )
             if names is not None and tuple(names) != self.spec.keypoint_names:
-                log.warning("%s: category %d keypoint names %s differ from spec '%s' names %s; channel "
-                            "order follows the spec", self.path.name, cid, names, self.spec.name,
-                            self.spec.keypoint_names)
+                log.warning(
+                    "%s: category %d keypoint names %s differ from spec '%s' names %s; channel order follows the spec",
+                    self.path.name,
+                    cid,
+                    names,
+                    self.spec.name,
+                    self.spec.keypoint_names,
+                )
             categories[cid] = Category(cid, name, family)
         self.unique("categories", [int(r["id"]) for r in records])
         return categories
@@ -356,14 +373,19 @@ class _Reader:
             self.check_fields("images", index, rec)
             iid = self.integer("images", rec["id"], "id", rec["id"])
             if not isinstance(rec["file_name"], str) or not rec["file_name"]:
-                self.error("images", iid, "file_name", rec["file_name"], "is not a non-empty string",
-                           "give the image's path relative to the image root")
+                self.error(
+                    "images",
+                    iid,
+                    "file_name",
+                    rec["file_name"],
+                    "is not a non-empty string",
+                    "give the image's path relative to the image root",
+                )
             size = {}
             for name in ("width", "height"):
                 size[name] = self.integer("images", iid, name, rec[name])
                 if size[name] <= 0:
-                    self.error("images", iid, name, rec[name], "is not positive",
-                               "give the image size in pixels")
+                    self.error("images", iid, name, rec[name], "is not positive", "give the image size in pixels")
             images[iid] = ImageRecord(iid, rec["file_name"], size["width"], size["height"])
         self.unique("images", [int(r["id"]) for r in records])
         return images
@@ -378,19 +400,35 @@ class _Reader:
             aid = self.integer("annotations", rec["id"], "id", rec["id"])
             iid = self.integer("annotations", aid, "image_id", rec["image_id"])
             if iid not in images:
-                self.error("annotations", aid, "image_id", iid, "refers to no image in 'images'",
-                           "add the image record or drop the annotation")
+                self.error(
+                    "annotations",
+                    aid,
+                    "image_id",
+                    iid,
+                    "refers to no image in 'images'",
+                    "add the image record or drop the annotation",
+                )
             cid = self.integer("annotations", aid, "category_id", rec["category_id"])
             if cid not in categories:
-                self.error("annotations", aid, "category_id", cid,
-                           f"refers to no category (known: {sorted(categories)[:10]}...)",
-                           "add the category or fix the id")
+                self.error(
+                    "annotations",
+                    aid,
+                    "category_id",
+                    cid,
+                    f"refers to no category (known: {sorted(categories)[:10]}...)",
+                    "add the category or fix the id",
+                )
             kpts = rec["keypoints"]
             if not isinstance(kpts, list) or len(kpts) != 3 * k:
                 length = len(kpts) if isinstance(kpts, list) else "not a list"
-                self.error("annotations", aid, "keypoints", kpts,
-                           f"has length {length}, expected 3*K = {3 * k} for spec '{self.spec.name}'",
-                           "check that the spec matches this dataset")
+                self.error(
+                    "annotations",
+                    aid,
+                    "keypoints",
+                    kpts,
+                    f"has length {length}, expected 3*K = {3 * k} for spec '{self.spec.name}'",
+                    "check that the spec matches this dataset",
+                )
             bbox = rec["bbox"]
             if not isinstance(bbox, list) or len(bbox) != 4:
                 self.error("annotations", aid, "bbox", bbox, "is not a list [x, y, w, h]", "fix the box")
@@ -413,10 +451,14 @@ class _Reader:
             if "num_keypoints" in rec:
                 given = self.integer("annotations", ids[index], "num_keypoints", rec["num_keypoints"])
                 if given != num_labelled[index]:
-                    self.error("annotations", ids[index], "num_keypoints", given,
-                               "disagrees with the keypoints array, which has "
-                               f"{num_labelled[index]} points with v>0",
-                               "fix or remove num_keypoints (it is computed when absent)")
+                    self.error(
+                        "annotations",
+                        ids[index],
+                        "num_keypoints",
+                        given,
+                        f"disagrees with the keypoints array, which has {num_labelled[index]} points with v>0",
+                        "fix or remove num_keypoints (it is computed when absent)",
+                    )
 
         crowd_arr = np.asarray(crowd)
         keep = np.flatnonzero((crowd_arr == 0) & (num_labelled > 0))
@@ -431,8 +473,14 @@ class _Reader:
         bad_area = np.flatnonzero(area <= 0)
         if bad_area.size:
             i = bad_area[0]
-            self.error("annotations", kept_ids[i], "area", area[i], "is not positive",
-                       "give the instance area (AP-10K uses bbox w*h) or remove it")
+            self.error(
+                "annotations",
+                kept_ids[i],
+                "area",
+                area[i],
+                "is not positive",
+                "give the instance area (AP-10K uses bbox w*h) or remove it",
+            )
 
         stats = {
             "iscrowd_skipped": int((crowd_arr == 1).sum()),
@@ -440,14 +488,19 @@ class _Reader:
             "bbox_clipped": n_clipped,
         }
         if stats["iscrowd_skipped"]:
-            log.info("%s: skipped %d iscrowd=1 instance(s) (mmpose does not use them)",
-                     self.path.name, stats["iscrowd_skipped"])
+            log.info(
+                "%s: skipped %d iscrowd=1 instance(s) (mmpose does not use them)",
+                self.path.name,
+                stats["iscrowd_skipped"],
+            )
         if stats["no_keypoints_skipped"]:
-            log.info("%s: skipped %d instance(s) with no labelled keypoint (mmpose drops them)",
-                     self.path.name, stats["no_keypoints_skipped"])
+            log.info(
+                "%s: skipped %d instance(s) with no labelled keypoint (mmpose drops them)",
+                self.path.name,
+                stats["no_keypoints_skipped"],
+            )
         if n_clipped:
-            log.info("%s: clipped %d bounding box(es) reaching past the image border",
-                     self.path.name, n_clipped)
+            log.info("%s: clipped %d bounding box(es) reaching past the image border", self.path.name, n_clipped)
 
         boxes_out, areas_out, counts_out = clipped.tolist(), area.tolist(), num_labelled.tolist()
         return [
@@ -473,29 +526,52 @@ class _Reader:
             arr = np.asarray([], dtype=object)
         if arr.ndim != 2 or arr.dtype.kind not in "iuf":
             # Rare slow path: find the offending entry (a string, null, list or boolean) for the message.
-            offender = next(((i, j, v) for i, rec in enumerate(records)
-                             for j, v in enumerate(rec["keypoints"])
-                             if isinstance(v, bool) or not isinstance(v, (int, float))), None)
+            offender = next(
+                (
+                    (i, j, v)
+                    for i, rec in enumerate(records)
+                    for j, v in enumerate(rec["keypoints"])
+                    if isinstance(v, bool) or not isinstance(v, (int, float))
+                ),
+                None,
+            )
             if offender is not None:
                 i, j, v = offender
-                self.error("annotations", ids[i], "keypoints", v, f"(entry {j}) is not a number",
-                           "keypoints must be a flat list of numbers x1, y1, v1, x2, ...")
+                self.error(
+                    "annotations",
+                    ids[i],
+                    "keypoints",
+                    v,
+                    f"(entry {j}) is not a number",
+                    "keypoints must be a flat list of numbers x1, y1, v1, x2, ...",
+                )
         flat = arr.astype(np.float64)
         bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
         if bad.size:
             i = bad[0]
             j = int(np.flatnonzero(~np.isfinite(flat[i]))[0])
-            self.error("annotations", ids[i], "keypoints", records[i]["keypoints"][j],
-                       f"(entry {j}) is not a finite number", "fix the coordinate")
+            self.error(
+                "annotations",
+                ids[i],
+                "keypoints",
+                records[i]["keypoints"][j],
+                f"(entry {j}) is not a finite number",
+                "fix the coordinate",
+            )
         kp = flat.reshape(len(records), k, 3)
         vis = kp[:, :, 2]
         bad = np.flatnonzero(~np.isin(vis, (0, 1, 2)).all(axis=1))
         if bad.size:
             i = bad[0]
             j = int(np.flatnonzero(~np.isin(vis[i], (0, 1, 2)))[0])
-            self.error("annotations", ids[i], "keypoints", vis[i, j],
-                       f"(visibility of keypoint {j} '{self.spec.keypoint_names[j]}') is not 0, 1 or 2",
-                       "use 0 = unlabelled, 1 = labelled but occluded, 2 = labelled")
+            self.error(
+                "annotations",
+                ids[i],
+                "keypoints",
+                vis[i, j],
+                f"(visibility of keypoint {j} '{self.spec.keypoint_names[j]}') is not 0, 1 or 2",
+                "use 0 = unlabelled, 1 = labelled but occluded, 2 = labelled",
+            )
         kp = kp.astype(np.float32)
         # Instances share this buffer; read-only so an in-place augmentation cannot corrupt the dataset.
         kp.setflags(write=False)
@@ -509,25 +585,41 @@ class _Reader:
         bad = np.flatnonzero((w <= 0) | (h <= 0))
         if bad.size:
             i = bad[0]
-            self.error("annotations", ids[i], "bbox", boxes[i].tolist(), "has non-positive width or height",
-                       "fix the box ([x, y, w, h] in pixels) or remove the annotation")
+            self.error(
+                "annotations",
+                ids[i],
+                "bbox",
+                boxes[i].tolist(),
+                "has non-positive width or height",
+                "fix the box ([x, y, w, h] in pixels) or remove the annotation",
+            )
         width = np.asarray([images[i].width for i in image_ids], dtype=np.float64)
         height = np.asarray([images[i].height for i in image_ids], dtype=np.float64)
         outside = (x >= width) | (y >= height) | (x + w <= 0) | (y + h <= 0)
         if outside.any():
             i = int(np.flatnonzero(outside)[0])
-            self.error("annotations", ids[i], "bbox", boxes[i].tolist(),
-                       f"does not overlap image {image_ids[i]} ({int(width[i])}x{int(height[i])})",
-                       "fix the box or the image size, or remove the annotation")
+            self.error(
+                "annotations",
+                ids[i],
+                "bbox",
+                boxes[i].tolist(),
+                f"does not overlap image {image_ids[i]} ({int(width[i])}x{int(height[i])})",
+                "fix the box or the image size, or remove the annotation",
+            )
         x1, y1 = np.maximum(0, x), np.maximum(0, y)
         x2 = np.minimum(width - 1, x1 + np.maximum(0, w - 1))
         y2 = np.minimum(height - 1, y1 + np.maximum(0, h - 1))
         degenerate = (x2 <= x1) | (y2 <= y1)
         if degenerate.any():
             i = int(np.flatnonzero(degenerate)[0])
-            self.error("annotations", ids[i], "bbox", boxes[i].tolist(),
-                       f"keeps less than 2 pixels of width or height inside image {image_ids[i]} "
-                       f"({int(width[i])}x{int(height[i])}) after clipping (mmpose would drop it)",
-                       "fix the box or remove the annotation")
+            self.error(
+                "annotations",
+                ids[i],
+                "bbox",
+                boxes[i].tolist(),
+                f"keeps less than 2 pixels of width or height inside image {image_ids[i]} "
+                f"({int(width[i])}x{int(height[i])}) after clipping (mmpose would drop it)",
+                "fix the box or remove the annotation",
+            )
         reaches_out = (x < 0) | (y < 0) | (x + w > width) | (y + h > height)
         return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1), int(reaches_out.sum())

@@ -79,8 +79,10 @@ class TopDownDataset(Dataset):
                 f"{data.spec.num_keypoints}; build the transform with the dataset's spec"
             )
         if tuple(codec.input_size) != tuple(transform.input_size):
-            raise ValueError(f"TopDownDataset: codec input size {codec.input_size} differs from the transform's "
-                             f"{transform.input_size}")
+            raise ValueError(
+                f"TopDownDataset: codec input size {codec.input_size} differs from the transform's "
+                f"{transform.input_size}"
+            )
         if not 0.0 <= center_jitter_prob <= 1.0:
             raise ValueError(f"TopDownDataset: center_jitter_prob={center_jitter_prob} must be in [0, 1]")
         self.data = data
@@ -126,17 +128,19 @@ class TopDownDataset(Dataset):
         out = self.transform(image, inst.keypoints, self.centers[index], self.scales[index], rng)
         targets = self.codec.encode(out.keypoints)
         sample = {"image": out.image, **{name: torch.from_numpy(t) for name, t in targets.items()}}
-        sample.update({
-            "keypoints": torch.from_numpy(out.keypoints),
-            "center": torch.from_numpy(out.center),
-            "scale": torch.from_numpy(out.scale),
-            "rotation": torch.tensor(out.rotation, dtype=torch.float32),
-            "image_id": torch.tensor(inst.image_id, dtype=torch.int64),
-            "instance_id": torch.tensor(inst.id, dtype=torch.int64),
-            "category_id": torch.tensor(inst.category_id, dtype=torch.int64),
-            "area": torch.tensor(inst.area, dtype=torch.float32),
-            "bbox_score": torch.tensor(1.0, dtype=torch.float32),
-        })
+        sample.update(
+            {
+                "keypoints": torch.from_numpy(out.keypoints),
+                "center": torch.from_numpy(out.center),
+                "scale": torch.from_numpy(out.scale),
+                "rotation": torch.tensor(out.rotation, dtype=torch.float32),
+                "image_id": torch.tensor(inst.image_id, dtype=torch.int64),
+                "instance_id": torch.tensor(inst.id, dtype=torch.int64),
+                "category_id": torch.tensor(inst.category_id, dtype=torch.int64),
+                "area": torch.tensor(inst.area, dtype=torch.float32),
+                "bbox_score": torch.tensor(1.0, dtype=torch.float32),
+            }
+        )
         return sample
 
 
@@ -166,8 +170,10 @@ def check_images(data: CocoKeypoints, max_image_pixels: int = MAX_IMAGE_PIXELS, 
             problems.append(str(err))
             continue
         if size != (record.width, record.height):
-            problems.append(f"{path} is {size[0]}x{size[1]} but {data.path.name} gives {record.width}x"
-                            f"{record.height} for image id {image_id}")
+            problems.append(
+                f"{path} is {size[0]}x{size[1]} but {data.path.name} gives {record.width}x"
+                f"{record.height} for image id {image_id}"
+            )
     if problems:
         shown = "\n  ".join(problems[:5])
         more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
@@ -175,7 +181,8 @@ def check_images(data: CocoKeypoints, max_image_pixels: int = MAX_IMAGE_PIXELS, 
             f"{len(problems)} of the {len(image_ids)} {stage + ' ' if stage else ''}images of {data.path} "
             f"cannot be used (image root {data.image_root}):\n  {shown}{more}\n"
             "Fix or restore these files, point data.root at the complete dataset, or remove their "
-            "annotations.")
+            "annotations."
+        )
 
 
 class EpochSampler(Sampler):
@@ -188,8 +195,7 @@ class EpochSampler(Sampler):
     run sees exactly the keys the interrupted one would have; ``len`` stays the full epoch's.
     """
 
-    def __init__(self, num_samples: int, *, shuffle: bool, seed: int = 0, num_replicas: int = 1,
-                 rank: int = 0) -> None:
+    def __init__(self, num_samples: int, *, shuffle: bool, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
         self.num_samples = num_samples
         self.shuffle = shuffle
         self.seed = seed
@@ -216,10 +222,10 @@ class EpochSampler(Sampler):
         padded = len(self) * self.num_replicas
         if padded > len(order) and len(order):
             order = np.resize(order, padded)
-        keys = order[self.rank::self.num_replicas]
+        keys = order[self.rank :: self.num_replicas]
         skip, self._skip = self._skip, None
         if skip is not None and skip[0] == self.epoch:
-            keys = keys[skip[1]:]
+            keys = keys[skip[1] :]
         return iter([(self.epoch, int(index)) for index in keys])
 
 

@@ -32,17 +32,26 @@ class DatasetLayout:
 
 LAYOUTS: dict[str, DatasetLayout] = {
     "ap10k": DatasetLayout(
-        "annotations/ap10k-{split}-split1.json", "data", False,
+        "annotations/ap10k-{split}-split1.json",
+        "data",
+        False,
         "AP-10K: unpack the official zip (link in github.com/AlexTheBad/AP-10K) so that "
-        "<root>/annotations/ap10k-{train,val,test}-split{1,2,3}.json and the images <root>/data/*.jpg exist"),
+        "<root>/annotations/ap10k-{train,val,test}-split{1,2,3}.json and the images <root>/data/*.jpg exist",
+    ),
     "animalpose": DatasetLayout(
-        "annotations/animalpose_{split}.json", "images", True,
+        "annotations/animalpose_{split}.json",
+        "images",
+        True,
         "Animal-Pose: run mmpose's tools/dataset_converters/parse_animalpose_dataset.py so that "
-        "<root>/annotations/animalpose_{train,val}.json exists next to the image folders in <root>"),
+        "<root>/annotations/animalpose_{train,val}.json exists next to the image folders in <root>",
+    ),
     "coco": DatasetLayout(
-        "annotations/person_keypoints_{split}2017.json", "{split}2017", False,
+        "annotations/person_keypoints_{split}2017.json",
+        "{split}2017",
+        False,
         "COCO: put person_keypoints_{train,val}2017.json in <root>/annotations/ and the images in "
-        "<root>/{train,val}2017/ (from cocodataset.org)"),
+        "<root>/{train,val}2017/ (from cocodataset.org)",
+    ),
 }
 
 
@@ -52,5 +61,5 @@ def layout_of_annotation(path: Path) -> tuple[str, str] | None:
         prefix, suffix = layout.annotation.split("{split}")
         relative = f"{path.parent.name}/{path.name}"
         if relative.startswith(prefix) and relative.endswith(suffix) and len(relative) > len(prefix) + len(suffix):
-            return name, relative[len(prefix):-len(suffix)]
+            return name, relative[len(prefix) : -len(suffix)]
     return None

@@ -196,14 +196,21 @@ class SplitManifest:
         """A few human-readable lines: parameters, then counts per family for each part."""
         params = [f"mode={self.mode}"] + [
             f"{name}={value}"
-            for name, value in (("k", self.k), ("fraction", self.fraction), ("seed", self.seed),
-                                ("train_family", self.train_family), ("test_family", self.test_family))
+            for name, value in (
+                ("k", self.k),
+                ("fraction", self.fraction),
+                ("seed", self.seed),
+                ("train_family", self.train_family),
+                ("test_family", self.test_family),
+            )
             if value is not None
         ]
         lines = [" ".join(params)]
         for name, part in self.parts.items():
-            lines.append(f"{name}: {len(part.instance_ids)} instances in {len(part.image_ids)} images "
-                         f"({self.sources[name]['file']})")
+            lines.append(
+                f"{name}: {len(part.instance_ids)} instances in {len(part.image_ids)} images "
+                f"({self.sources[name]['file']})"
+            )
             lines += [f"  {fam}: {n}" for fam, n in sorted(part.family_counts.items())]
         for key, value in sorted(self.notes.items()):
             if isinstance(value, list) and len(value) > 8:
@@ -225,15 +232,21 @@ def resolve_family(data: CocoKeypoints, family: str, role: str = "test") -> str:
     species = {cat.name.lower(): cat for cat in data.categories.values()}
     if family.lower() in species:
         cat = species[family.lower()]
-        raise SplitError(f"{data.path.name}: '{family}' is a species of the family {cat.family}; family splits take "
-                         f"family names (e.g. {role} family {cat.family})")
+        raise SplitError(
+            f"{data.path.name}: '{family}' is a species of the family {cat.family}; family splits take "
+            f"family names (e.g. {role} family {cat.family})"
+        )
     species_hits = close_matches(family, [cat.name for cat in data.categories.values()])
     if species_hits and not close_matches(family, families):
         cat = species[species_hits[0].lower()]
-        raise SplitError(f"{data.path.name}: unknown {role} family '{family}'; did you mean the species "
-                         f"'{cat.name}' (family {cat.family})? Family splits take family names: {families}")
-    raise SplitError(f"{data.path.name}: unknown {role} family '{family}'{did_you_mean(family, families)}; "
-                     f"families in this file: {families}")
+        raise SplitError(
+            f"{data.path.name}: unknown {role} family '{family}'; did you mean the species "
+            f"'{cat.name}' (family {cat.family})? Family splits take family names: {families}"
+        )
+    raise SplitError(
+        f"{data.path.name}: unknown {role} family '{family}'{did_you_mean(family, families)}; "
+        f"families in this file: {families}"
+    )
 
 
 def family_category_ids(data: CocoKeypoints, family: str) -> list[int]:
@@ -274,8 +287,7 @@ def _kshot(train: CocoKeypoints, k: int, seed: int) -> tuple[list[int], dict[str
         else:
             chosen += [ids[i] for i in rng.choice(len(ids), size=k, replace=False)]
     if short:
-        log.warning("%d species have fewer than k=%d instances and contribute all they have: %s",
-                    len(short), k, short)
+        log.warning("%d species have fewer than k=%d instances and contribute all they have: %s", len(short), k, short)
     notes: dict[str, Any] = {}
     if short:
         notes["short_species"] = short
@@ -312,14 +324,20 @@ def _idlist(train: CocoKeypoints, image_ids: Sequence[int]) -> tuple[list[int], 
     if len(unique) != len(image_ids):
         notes["duplicate_ids_collapsed"] = len(image_ids) - len(unique)
     if missing:
-        log.warning("%s: %d of %d listed image ids are not in this file (recorded as missing_image_ids)",
-                    train.path.name, len(missing), len(unique))
+        log.warning(
+            "%s: %d of %d listed image ids are not in this file (recorded as missing_image_ids)",
+            train.path.name,
+            len(missing),
+            len(unique),
+        )
         notes["missing_image_ids"] = missing
     if empty:
         notes["image_ids_without_usable_instances"] = empty
     if not chosen:
-        raise SplitError(f"{train.path.name}: none of the {len(unique)} listed image ids has a usable "
-                         "instance in this file; was the list made for another annotation file?")
+        raise SplitError(
+            f"{train.path.name}: none of the {len(unique)} listed image ids has a usable "
+            "instance in this file; was the list made for another annotation file?"
+        )
     return chosen, notes
 
 
@@ -360,9 +378,7 @@ def build_split(
         manifest_seed, manifest_k = seed, k
     elif mode == "fraction":
         if fraction is None or not 0 < fraction <= 1:
-            raise SplitError(
-                f"mode 'fraction' needs 0 < fraction <= 1 (got {fraction}); pass --fraction 0.01"
-            )
+            raise SplitError(f"mode 'fraction' needs 0 < fraction <= 1 (got {fraction}); pass --fraction 0.01")
         chosen = _fraction(train, fraction, seed)
         manifest_seed, manifest_fraction = seed, fraction
     elif mode == "family":
@@ -384,8 +400,9 @@ def build_split(
         if mode == "family":
             assert test_family is not None  # checked above: evaluation files need a test family
             test_family = resolve_family(data, test_family)
-            parts[stage] = SplitPart.from_instances(data, family_instance_ids(data, test_family),
-                                                    family_category_ids(data, test_family))
+            parts[stage] = SplitPart.from_instances(
+                data, family_instance_ids(data, test_family), family_category_ids(data, test_family)
+            )
         else:
             parts[stage] = SplitPart.from_instances(data, [inst.id for inst in data.instances])
     return SplitManifest(
@@ -405,8 +422,9 @@ def build_split(
 def apply_split(data: CocoKeypoints, manifest: SplitManifest, part: str = "train") -> CocoKeypoints:
     """Restrict ``data`` to one part of a manifest, after checking it is the file the split was built from."""
     if part not in manifest.parts:
-        raise SplitError(f"split manifest (mode '{manifest.mode}') has no part '{part}'; it has "
-                         f"{sorted(manifest.parts)}")
+        raise SplitError(
+            f"split manifest (mode '{manifest.mode}') has no part '{part}'; it has {sorted(manifest.parts)}"
+        )
     source = manifest.sources[part]
     if data.sha256 != source["sha256"]:
         raise SplitError(
@@ -428,15 +446,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ann", required=True, type=Path, help="training annotation JSON (COCO keypoints)")
     parser.add_argument("--val-ann", type=Path, help="validation annotation JSON (recorded as part 'val')")
     parser.add_argument("--test-ann", type=Path, help="test annotation JSON (recorded as part 'test')")
-    parser.add_argument("--dataset", default="ap10k", choices=sorted(KEYPOINT_SPECS),
-                        help="keypoint spec of the files (default: ap10k)")
-    parser.add_argument("--mode", required=True, choices=MODES,
-                        help="full: all instances; kshot: k per species; fraction: a random share of all "
-                        "instances; family: train on one family, test on another; idlist: the images "
-                        "in a published id list")
+    parser.add_argument(
+        "--dataset", default="ap10k", choices=sorted(KEYPOINT_SPECS), help="keypoint spec of the files (default: ap10k)"
+    )
+    parser.add_argument(
+        "--mode",
+        required=True,
+        choices=MODES,
+        help="full: all instances; kshot: k per species; fraction: a random share of all "
+        "instances; family: train on one family, test on another; idlist: the images "
+        "in a published id list",
+    )
     parser.add_argument("--k", type=int, help="instances per species (mode kshot)")
-    parser.add_argument("--fraction", type=float,
-                        help="share of training instances, e.g. 0.01 (mode fraction)")
+    parser.add_argument("--fraction", type=float, help="share of training instances, e.g. 0.01 (mode fraction)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (modes kshot, fraction; default 0)")
     parser.add_argument("--train-family", help="training family, e.g. Bovidae (mode family)")
     parser.add_argument("--test-family", help="test family, e.g. Canidae, of the evaluation files (mode family)")
@@ -459,8 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return loaded[path]
 
         train = load(args.ann)
-        evaluation = {stage: load(path) for stage, path in (("val", args.val_ann), ("test", args.test_ann))
-                      if path is not None}
+        evaluation = {
+            stage: load(path) for stage, path in (("val", args.val_ann), ("test", args.test_ann)) if path is not None
+        }
         manifest = build_split(train, args.mode, evaluation=evaluation, **options)
         manifest.write(args.out)
     except (ClampError, OSError, ValueError, KeyError) as err:

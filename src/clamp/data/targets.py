@@ -58,12 +58,15 @@ def gaussian_heatmaps(
     bottom_right = np.trunc(mu + tmp + 1)
     centre = upper_left + (2 * tmp + 1) // 2
     labelled = np.asarray(visible) > 0
-    touches = ~((upper_left[:, 0] >= width) | (upper_left[:, 1] >= height)
-                | (bottom_right[:, 0] < 0) | (bottom_right[:, 1] < 0))
+    touches = ~(
+        (upper_left[:, 0] >= width) | (upper_left[:, 1] >= height) | (bottom_right[:, 0] < 0) | (bottom_right[:, 1] < 0)
+    )
     weights = (labelled & touches).astype(np.float32)
     # The square patch of a Gaussian is separable: outer product of its x and y profiles.
-    heatmaps = (_profile(upper_left[:, 1], centre[:, 1], bottom_right[:, 1], height, sigma)[:, :, None]
-                * _profile(upper_left[:, 0], centre[:, 0], bottom_right[:, 0], width, sigma)[:, None, :])
+    heatmaps = (
+        _profile(upper_left[:, 1], centre[:, 1], bottom_right[:, 1], height, sigma)[:, :, None]
+        * _profile(upper_left[:, 0], centre[:, 0], bottom_right[:, 0], width, sigma)[:, None, :]
+    )
     heatmaps *= weights.reshape(-1, 1, 1)
     return heatmaps.astype(np.float32), weights
 
@@ -78,8 +81,10 @@ def rounded_cell_targets(
     on_grid = (mu[:, 0] >= 0) & (mu[:, 0] < width) & (mu[:, 1] >= 0) & (mu[:, 1] < height)
     weights = ((np.asarray(visible) > 0) & on_grid).astype(np.float32)
     radius = np.floor(3.0 * sigma)
-    heatmaps = (_profile(mu[:, 1] - radius, mu[:, 1], mu[:, 1] + radius + 1, height, sigma)[:, :, None]
-                * _profile(mu[:, 0] - radius, mu[:, 0], mu[:, 0] + radius + 1, width, sigma)[:, None, :])
+    heatmaps = (
+        _profile(mu[:, 1] - radius, mu[:, 1], mu[:, 1] + radius + 1, height, sigma)[:, :, None]
+        * _profile(mu[:, 0] - radius, mu[:, 0], mu[:, 0] + radius + 1, width, sigma)[:, None, :]
+    )
     heatmaps *= weights.reshape(-1, 1, 1)
     return heatmaps.astype(np.float32), weights
 

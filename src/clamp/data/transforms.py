@@ -189,14 +189,16 @@ class TopDownTransform:
         color_jitter_strength: float = 0.2,
         seed: int | None = None,
     ) -> None:
-        for name, p in (("flip_prob", flip_prob), ("half_body_prob", half_body_prob),
-                        ("rotation_prob", rotation_prob), ("color_jitter_prob", color_jitter_prob)):
+        for name, p in (
+            ("flip_prob", flip_prob),
+            ("half_body_prob", half_body_prob),
+            ("rotation_prob", rotation_prob),
+            ("color_jitter_prob", color_jitter_prob),
+        ):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"TopDownTransform: {name}={p} must be a probability in [0, 1]")
         if len(input_size) != 2 or min(input_size) <= 0:
-            raise ValueError(
-                f"TopDownTransform: input_size={input_size} must be a positive (width, height) pair"
-            )
+            raise ValueError(f"TopDownTransform: input_size={input_size} must be a positive (width, height) pair")
         if not 0.0 <= scale_factor < 1.0:
             raise ValueError(f"TopDownTransform: scale_factor={scale_factor} must be in [0, 1)")
         self.spec = get_keypoint_spec(keypoint_spec)
@@ -215,10 +217,17 @@ class TopDownTransform:
             # Imported only when used: albumentations adds ~1 s of import time.
             import albumentations as A
 
-            self._photometric = A.Compose([
-                A.ColorJitter(brightness=color_jitter_strength, contrast=color_jitter_strength,
-                              saturation=color_jitter_strength, hue=0.0, p=color_jitter_prob)
-            ])
+            self._photometric = A.Compose(
+                [
+                    A.ColorJitter(
+                        brightness=color_jitter_strength,
+                        contrast=color_jitter_strength,
+                        saturation=color_jitter_strength,
+                        hue=0.0,
+                        p=color_jitter_prob,
+                    )
+                ]
+            )
         self.set_seed(seed)
 
     @property
@@ -230,7 +239,11 @@ class TopDownTransform:
         self._rng = np.random.default_rng(seed)
 
     def __call__(
-        self, image: np.ndarray, keypoints: np.ndarray, center: np.ndarray, scale: np.ndarray,
+        self,
+        image: np.ndarray,
+        keypoints: np.ndarray,
+        center: np.ndarray,
+        scale: np.ndarray,
         rng: np.random.Generator | None = None,
     ) -> TransformedInstance:
         """Crop ``image`` (H, W, 3 uint8 RGB) at ``center``/``scale``; ``keypoints`` (K, 3) in image px.
@@ -258,8 +271,7 @@ class TopDownTransform:
                 kpts = flip_keypoints(kpts, width, self.spec.flip_index)
                 center = flip_center(center, width)
                 pre = _flip_matrix(width)
-            if (np.count_nonzero(kpts[:, 2] > 0) > self.half_body_min_keypoints
-                    and rng.random() < self.half_body_prob):
+            if np.count_nonzero(kpts[:, 2] > 0) > self.half_body_min_keypoints and rng.random() < self.half_body_prob:
                 half = half_body_center_scale(kpts, self.spec.upper_body_ids, self.aspect_ratio, rng)
                 if half is not None:
                     center, scale = half
@@ -271,8 +283,9 @@ class TopDownTransform:
         crop = get_affine_transform(center, scale, rotation, self.input_size)
         # One resampling from the original pixels: crop after (optional) flip.
         warp = (np.vstack([crop, [0.0, 0.0, 1.0]]) @ pre)[:2]
-        patch = cv2.warpAffine(image, warp, self.input_size, flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        patch = cv2.warpAffine(
+            image, warp, self.input_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
         if self._photometric is not None:
             self._photometric.set_random_seed(int(rng.integers(2**32)))
             patch = self._photometric(image=patch)["image"]

@@ -24,7 +24,6 @@ from torch import Tensor
 ArrayLike = np.ndarray | Tensor
 
 
-
 def _as_float_tensor(x: ArrayLike, name: str, ndim: int) -> Tensor:
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x
     if not isinstance(t, Tensor):

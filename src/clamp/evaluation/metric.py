@@ -151,8 +151,9 @@ class KeypointAPMetric(Metric):
     def compute(self) -> dict[str, Tensor]:
         """Evaluate all gathered predictions; see the class docstring for the return value."""
         results = self.coco_results()
-        if self.results_path is not None and (not dist.is_available() or not dist.is_initialized()
-                                              or dist.get_rank() == 0):
+        if self.results_path is not None and (
+            not dist.is_available() or not dist.is_initialized() or dist.get_rank() == 0
+        ):
             self.results_path.parent.mkdir(parents=True, exist_ok=True)
             self.results_path.write_text(json.dumps(results))
             logger.info("wrote %d keypoint results to %s", len(results), self.results_path)

@@ -41,10 +41,16 @@ from pycocotools.cocoeval import COCOeval
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 # (is AP, IoU threshold or None for 0.50:0.95, area range label) in COCOeval._summarizeKps order.
 _SUMMARY = (
-    (True, None, "all"), (True, 0.5, "all"), (True, 0.75, "all"),
-    (True, None, "medium"), (True, None, "large"),
-    (False, None, "all"), (False, 0.5, "all"), (False, 0.75, "all"),
-    (False, None, "medium"), (False, None, "large"),
+    (True, None, "all"),
+    (True, 0.5, "all"),
+    (True, 0.75, "all"),
+    (True, None, "medium"),
+    (True, None, "large"),
+    (False, None, "all"),
+    (False, 0.5, "all"),
+    (False, 0.75, "all"),
+    (False, None, "medium"),
+    (False, None, "large"),
 )
 _GT_FIELDS = ("id", "image_id", "category_id", "keypoints", "area", "bbox", "num_keypoints")
 

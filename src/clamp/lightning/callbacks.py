@@ -66,15 +66,27 @@ class WandbEvaluationLogger(L.Callback):
 
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.experiment.log({**self.tables(pl_module.last_evaluation, wandb),
-                                       **self.images(pl_module, wandb), "trainer/global_step": trainer.global_step})
+                logger.experiment.log(
+                    {
+                        **self.tables(pl_module.last_evaluation, wandb),
+                        **self.images(pl_module, wandb),
+                        "trainer/global_step": trainer.global_step,
+                    }
+                )
 
     @staticmethod
     def tables(evaluation: dict[str, Any], wandb: Any) -> dict[str, Any]:
-        species = wandb.Table(columns=["species", "family", "AP", "AR"], data=[
-            [row["name"], row["family"], row["AP"], row["AR"]] for row in evaluation["per_species"].values()])
-        families = wandb.Table(columns=["family", "species", "AP", "AR"], data=[
-            [name, row["num_species"], row["AP"], row["AR"]] for name, row in sorted(evaluation["per_family"].items())])
+        species = wandb.Table(
+            columns=["species", "family", "AP", "AR"],
+            data=[[row["name"], row["family"], row["AP"], row["AR"]] for row in evaluation["per_species"].values()],
+        )
+        families = wandb.Table(
+            columns=["family", "species", "AP", "AR"],
+            data=[
+                [name, row["num_species"], row["AP"], row["AR"]]
+                for name, row in sorted(evaluation["per_family"].items())
+            ],
+        )
         return {"val/per_species_AP": species, "val/per_family_AP": families}
 
     def images(self, pl_module: L.LightningModule, wandb: Any) -> dict[str, Any]:
@@ -86,8 +98,13 @@ class WandbEvaluationLogger(L.Callback):
         panels = []
         for i in range(min(self.num_images, len(predicted))):
             crop = denormalize_image(preview["image"][i])
-            panels.append(wandb.Image(side_by_side(draw_pose(crop, np.asarray(predicted[i]), spec),
-                                                   draw_pose(crop, preview["keypoints"][i].numpy(), spec,
-                                                             color=(64, 200, 64))),
-                                      caption="prediction | ground truth"))
+            panels.append(
+                wandb.Image(
+                    side_by_side(
+                        draw_pose(crop, np.asarray(predicted[i]), spec),
+                        draw_pose(crop, preview["keypoints"][i].numpy(), spec, color=(64, 200, 64)),
+                    ),
+                    caption="prediction | ground truth",
+                )
+            )
         return {"val/predictions": panels}

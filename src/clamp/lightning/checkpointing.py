@@ -59,8 +59,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             Path(temporary).unlink(missing_ok=True)
             raise
 
-    def load_checkpoint(self, path: _PATH, map_location: Any | None = None,
-                        weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         # Only tensors and plain containers, whatever the caller asks (checkpoints may come from strangers).
         from clamp.checkpoint import read_checkpoint
 
@@ -93,8 +94,9 @@ class LatestCheckpoint(L.Callback):
 
 def latest_checkpoint_note(trainer: L.Trainer | None) -> str:
     """A true sentence about the newest checkpoint of this run, for messages of runs that stop."""
-    latest = next((cb for cb in (trainer.callbacks if trainer is not None else [])
-                   if isinstance(cb, LatestCheckpoint)), None)
+    latest = next(
+        (cb for cb in (trainer.callbacks if trainer is not None else []) if isinstance(cb, LatestCheckpoint)), None
+    )
     if latest is None:
         return "No checkpoint is written by this run."
     if latest.saved is None:
@@ -165,9 +167,11 @@ class PreemptionHandler(L.Callback):
         if signum in _REQUEUE_SIGNALS and trainer.is_global_zero and _requeue_slurm_job():
             requeued = " The SLURM job was requeued and will resume from it."
         self.stopped = Preempted(
-            signum, f"stopped by {name} at step {trainer.global_step} ({trainer.current_epoch} epochs done); saved "
-                    f"{self.latest.path}.{requeued} Resume with ckpt_path={self.latest.path} (a rerun in the same "
-                    "run folder resumes by itself).")
+            signum,
+            f"stopped by {name} at step {trainer.global_step} ({trainer.current_epoch} epochs done); saved "
+            f"{self.latest.path}.{requeued} Resume with ckpt_path={self.latest.path} (a rerun in the same "
+            "run folder resumes by itself).",
+        )
         return self.stopped
 
     def _stop_if_signalled(self, trainer: L.Trainer) -> None:
@@ -210,7 +214,8 @@ def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path) -> Path | None:
         if own.is_file():
             raise CheckpointError(
                 f"{checkpoint_dir.parent} already holds a run ({own}); a fresh start would overwrite it. Resume it "
-                "with ckpt_path=auto (the default), or start in another folder (hydra.run.dir=...)")
+                "with ckpt_path=auto (the default), or start in another folder (hydra.run.dir=...)"
+            )
         return None
     if ckpt_path == "auto":
         return own if own.is_file() else None

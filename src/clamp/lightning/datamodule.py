@@ -123,19 +123,23 @@ class PoseDataModule(L.LightningDataModule):
         cfg = dict(self.hparams.split)
         mode = cfg.pop("mode")
         if mode not in SPLIT_MODES:
-            raise SplitError(f"split.mode={mode!r}{did_you_mean(str(mode), SPLIT_MODES)}: choose one of "
-                             f"{list(SPLIT_MODES)}")
+            raise SplitError(
+                f"split.mode={mode!r}{did_you_mean(str(mode), SPLIT_MODES)}: choose one of {list(SPLIT_MODES)}"
+            )
         unknown = sorted(set(cfg) - set(SPLIT_MODES[mode]))
         if unknown:
-            raise SplitError(f"split mode '{mode}' takes {list(SPLIT_MODES[mode]) or 'no options'}; unknown "
-                             f"option(s) {unknown}")
-        manifest = build_split(self.data["train"], mode,
-                               evaluation={"val": self.data["val"], "test": self.data["test"]}, **cfg)
+            raise SplitError(
+                f"split mode '{mode}' takes {list(SPLIT_MODES[mode]) or 'no options'}; unknown option(s) {unknown}"
+            )
+        manifest = build_split(
+            self.data["train"], mode, evaluation={"val": self.data["val"], "test": self.data["test"]}, **cfg
+        )
         for name in STAGES:
             if not manifest.parts[name].instance_ids:
                 raise EmptyDatasetError(
                     f"the {name} set is empty: {self.annotation_path(name)} has no usable instance for split "
-                    f"mode '{mode}' ({manifest.summary().splitlines()[0]}); check the file and the split options")
+                    f"mode '{mode}' ({manifest.summary().splitlines()[0]}); check the file and the split options"
+                )
         if self.hparams.manifest_path and (self.trainer is None or self.trainer.is_global_zero):
             manifest.write(self.hparams.manifest_path)
         summary = manifest.summary()
@@ -154,11 +158,17 @@ class PoseDataModule(L.LightningDataModule):
         training = stage == "train"
         data = self.stage_data(stage)
         check_images(data, self.hparams.max_image_pixels, stage)
-        transform = TopDownTransform(self.spec, input_size=tuple(self.hparams.input_size), training=training,
-                                     **(aug if training else {}))
-        return TopDownDataset(data, transform, self.codec, seed=self.hparams.seed,
-                              center_jitter_prob=center_jitter_prob if training else 0.0,
-                              max_image_pixels=self.hparams.max_image_pixels)
+        transform = TopDownTransform(
+            self.spec, input_size=tuple(self.hparams.input_size), training=training, **(aug if training else {})
+        )
+        return TopDownDataset(
+            data,
+            transform,
+            self.codec,
+            seed=self.hparams.seed,
+            center_jitter_prob=center_jitter_prob if training else 0.0,
+            max_image_pixels=self.hparams.max_image_pixels,
+        )
 
     def ground_truth(self, stage: str) -> dict[str, Any]:
         """COCO ground truth of ``stage`` as the official evaluator scores it: the annotation file's own
@@ -194,8 +204,10 @@ class PoseDataModule(L.LightningDataModule):
         # ``processed`` is the epoch to run next; it is still running when it was started but not processed.
         epochs = trainer.fit_loop.epoch_progress.current
         mid_epoch = epochs.started > epochs.processed
-        return {"epoch": epochs.processed,
-                "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed if mid_epoch else 0}
+        return {
+            "epoch": epochs.processed,
+            "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed if mid_epoch else 0,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict:
@@ -205,17 +217,23 @@ class PoseDataModule(L.LightningDataModule):
     def per_device_batch_size(self, batch_size: int) -> int:
         world = self.trainer.world_size if self.trainer is not None else 1
         if batch_size % world:
-            raise ClampError(f"data.batch_size={batch_size} (the global batch) is not divisible by the "
-                             f"{world} training processes; pick a multiple of {world}")
+            raise ClampError(
+                f"data.batch_size={batch_size} (the global batch) is not divisible by the "
+                f"{world} training processes; pick a multiple of {world}"
+            )
         return batch_size // world
 
     def _loader(self, stage: str, batch_size: int) -> DataLoader:
         dataset = self.datasets[stage]
         training = stage == "train"
         trainer = self.trainer
-        sampler = EpochSampler(len(dataset), shuffle=training, seed=self.hparams.seed,
-                               num_replicas=trainer.world_size if trainer is not None else 1,
-                               rank=trainer.global_rank if trainer is not None else 0)
+        sampler = EpochSampler(
+            len(dataset),
+            shuffle=training,
+            seed=self.hparams.seed,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+        )
         per_device = self.per_device_batch_size(batch_size)
         if training and self._resume is not None:
             # Lightning creates the resumed epoch's iterator before it sets the sampler's epoch.

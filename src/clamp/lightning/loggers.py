@@ -37,8 +37,9 @@ def build_loggers(logger_cfg: Mapping[str, Any], run_cfg: DictConfig, output_dir
     loggers: list[Logger] = []
     for name, kwargs in (OmegaConf.to_container(logger_cfg, resolve=True) or {}).items():
         if name not in _LOGGERS:
-            raise ClampError(f"logger '{name}' is not supported{did_you_mean(name, _LOGGERS)}; choose from "
-                             f"{sorted(_LOGGERS)}")
+            raise ClampError(
+                f"logger '{name}' is not supported{did_you_mean(name, _LOGGERS)}; choose from {sorted(_LOGGERS)}"
+            )
         if name == "wandb":
             from clamp.tables.runs import row_key
 
@@ -48,7 +49,9 @@ def build_loggers(logger_cfg: Mapping[str, Any], run_cfg: DictConfig, output_dir
         try:
             logger.log_hyperparams(OmegaConf.to_container(run_cfg, resolve=True))
         except UsageError as err:
-            raise ClampError(f"logger=wandb: {err} Log in with `wandb login` or set WANDB_API_KEY, or log "
-                             "offline with WANDB_MODE=offline (and `wandb sync` later)") from None
+            raise ClampError(
+                f"logger=wandb: {err} Log in with `wandb login` or set WANDB_API_KEY, or log "
+                "offline with WANDB_MODE=offline (and `wandb sync` later)"
+            ) from None
         loggers.append(logger)
     return loggers

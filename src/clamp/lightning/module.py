@@ -91,13 +91,23 @@ class PoseEstimationModule(L.LightningModule):
         provenance: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters({"loss": dict(loss), "optimizer": dict(optimizer), "scheduler": dict(scheduler),
-                                   "evaluation": dict(evaluation)})
+        self.save_hyperparameters(
+            {
+                "loss": dict(loss),
+                "optimizer": dict(optimizer),
+                "scheduler": dict(scheduler),
+                "evaluation": dict(evaluation),
+            }
+        )
         provenance = dict(provenance or {})
         if isinstance(model, Mapping):
             provenance.setdefault("pretrained", model.get("pretrained"))
-            model = create_model(model["name"], pretrained=model.get("pretrained"),
-                                 keypoints=get_keypoint_spec(model["keypoints"]), **dict(model.get("overrides") or {}))
+            model = create_model(
+                model["name"],
+                pretrained=model.get("pretrained"),
+                keypoints=get_keypoint_spec(model["keypoints"]),
+                **dict(model.get("overrides") or {}),
+            )
         self.model = model
         self.provenance = provenance
         self.keypoint_spec: KeypointSpec = self.model.keypoint_spec
@@ -113,8 +123,10 @@ class PoseEstimationModule(L.LightningModule):
             raise ClampError(f"loss.on_nonfinite={loss.get('on_nonfinite')!r}: choose one of {NONFINITE_POLICIES}")
         missing = [key for key in ("alpha_spatial", "alpha_feature") if loss.get(key) is None]
         if self.is_clamp and missing:
-            raise ClampError(f"loss.{missing[0]} is not set: the config gives the official per-backbone value "
-                             "(conf/backbone/*.yaml); set a number")
+            raise ClampError(
+                f"loss.{missing[0]} is not set: the config gives the official per-backbone value "
+                "(conf/backbone/*.yaml); set a number"
+            )
         self.alpha_spatial = loss.get("alpha_spatial") or 0.0
         self.alpha_feature = loss.get("alpha_feature") or 0.0
         self.val_metric: KeypointAPMetric | None = None
@@ -150,8 +162,11 @@ class PoseEstimationModule(L.LightningModule):
         missing = [key for key in ("loss", "optimizer", "scheduler", "evaluation") if key not in hparams]
         if missing:
             raise ClampError(f"{source} lacks the training settings {missing}; it was not written by clamp.train")
-        return cls(model=model, provenance=record["provenance"],
-                   **{key: hparams[key] for key in ("loss", "optimizer", "scheduler", "evaluation")})
+        return cls(
+            model=model,
+            provenance=record["provenance"],
+            **{key: hparams[key] for key in ("loss", "optimizer", "scheduler", "evaluation")},
+        )
 
     # ---- checkpoints ----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -196,19 +211,23 @@ class PoseEstimationModule(L.LightningModule):
 
     def _nonfinite(self, terms: Mapping[str, torch.Tensor], batch: Mapping[str, Any]) -> None:
         """Stop with a message naming the step, the loss terms and the images; or skip the step."""
-        where = (f"step {self.global_step} (epoch {self.current_epoch}): "
-                 + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                 + f"; batch images {sorted(set(batch['image_id'].tolist()))}")
+        where = (
+            f"step {self.global_step} (epoch {self.current_epoch}): "
+            + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+            + f"; batch images {sorted(set(batch['image_id'].tolist()))}"
+        )
         if self.hparams.loss.get("on_nonfinite", "stop") == "skip":
             self.nonfinite_steps.append(self.global_step)
-            log.warning("skipped a step with a non-finite loss at %s (%d skipped so far)", where,
-                        len(self.nonfinite_steps))
+            log.warning(
+                "skipped a step with a non-finite loss at %s (%d skipped so far)", where, len(self.nonfinite_steps)
+            )
             return None
         from clamp.lightning.checkpointing import latest_checkpoint_note
 
         raise NonFiniteLossError(
             f"non-finite loss at {where}. {latest_checkpoint_note(self.trainer)} Lower optimizer.lr, check "
-            "these images, or pass loss.on_nonfinite=skip to skip such steps.")
+            "these images, or pass loss.on_nonfinite=skip to skip such steps."
+        )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # With on_nonfinite=skip a step whose gradients overflowed is skipped too: grads set to None make
@@ -221,8 +240,11 @@ class PoseEstimationModule(L.LightningModule):
                 for param in group["params"]:
                     param.grad = None
             self.nonfinite_steps.append(self.global_step)
-            log.warning("skipped a step with non-finite gradients at step %d (%d skipped so far)",
-                        self.global_step, len(self.nonfinite_steps))
+            log.warning(
+                "skipped a step with non-finite gradients at step %d (%d skipped so far)",
+                self.global_step,
+                len(self.nonfinite_steps),
+            )
 
     def note_skipped(self, stage: str, batch: Mapping[str, Any]) -> None:
         """Count the samples of a batch that could not be decoded; stop beyond the data module's limit."""
@@ -241,7 +263,8 @@ class PoseEstimationModule(L.LightningModule):
             raise TooManyBadSamplesError(
                 f"{len(self.skipped[stage])} {stage} samples could not be decoded, more than the "
                 f"{limit} allowed (data.max_bad_fraction): {self.skipped[stage][:5]}. "
-                f"{latest_checkpoint_note(self.trainer)} Fix or remove these images.")
+                f"{latest_checkpoint_note(self.trainer)} Fix or remove these images."
+            )
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt = self.hparams.optimizer
@@ -251,8 +274,14 @@ class PoseEstimationModule(L.LightningModule):
         steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
-            lambda step: warmup_step_factor(step, steps_per_epoch, sched["warmup_iters"], sched["warmup_ratio"],
-                                            list(sched["milestones"]), sched["gamma"]),
+            lambda step: warmup_step_factor(
+                step,
+                steps_per_epoch,
+                sched["warmup_iters"],
+                sched["warmup_ratio"],
+                list(sched["milestones"]),
+                sched["gamma"],
+            ),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -262,21 +291,29 @@ class PoseEstimationModule(L.LightningModule):
         if datamodule is None:
             return
         ev = self.hparams.evaluation
-        kwargs = {"nms_threshold": ev.get("nms_threshold", 0.9),
-                  "keypoint_score_threshold": ev.get("score_threshold", 0.2)}
+        kwargs = {
+            "nms_threshold": ev.get("nms_threshold", 0.9),
+            "keypoint_score_threshold": ev.get("score_threshold", 0.2),
+        }
         if stage in ("fit", "validate"):
-            self.val_metric = KeypointAPMetric(self.keypoint_spec, datamodule.ground_truth("val"),
-                                               **kwargs).to(self.device)
+            self.val_metric = KeypointAPMetric(self.keypoint_spec, datamodule.ground_truth("val"), **kwargs).to(
+                self.device
+            )
         if stage == "test":
-            self.test_metric = KeypointAPMetric(self.keypoint_spec, datamodule.ground_truth("test"),
-                                                results_path=ev.get("results_json"), **kwargs).to(self.device)
+            self.test_metric = KeypointAPMetric(
+                self.keypoint_spec, datamodule.ground_truth("test"), results_path=ev.get("results_json"), **kwargs
+            ).to(self.device)
 
     def predict_heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         """Keypoint heatmaps, averaged with the flipped image's when flip test is on."""
         ev = self.hparams.evaluation
         if ev.get("flip_test", True):
-            return flip_test(lambda x: self.network(x).heatmaps, images, self.keypoint_spec.flip_index,
-                             shift=ev.get("shift_heatmap", True))
+            return flip_test(
+                lambda x: self.network(x).heatmaps,
+                images,
+                self.keypoint_spec.flip_index,
+                shift=ev.get("shift_heatmap", True),
+            )
         return self.network(images).heatmaps
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -290,11 +327,15 @@ class PoseEstimationModule(L.LightningModule):
             raise NonFiniteLossError(
                 f"the model's heatmaps are not finite at validation after step {self.global_step} (batch images "
                 f"{sorted(set(batch['image_id'].tolist()))}): training diverged. "
-                f"{latest_checkpoint_note(self._trainer)} Lower optimizer.lr.")
+                f"{latest_checkpoint_note(self._trainer)} Lower optimizer.lr."
+            )
         self.val_metric.update(heatmaps.float(), batch)
         if self.preview is None:
-            self.preview = {"image": batch["image"].cpu(), "heatmaps": heatmaps.float().cpu(),
-                            "keypoints": batch["keypoints"].cpu()}
+            self.preview = {
+                "image": batch["image"].cpu(),
+                "heatmaps": heatmaps.float().cpu(),
+                "keypoints": batch["keypoints"].cpu(),
+            }
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self.note_skipped("test", batch)

@@ -20,7 +20,11 @@ def parameter_groups(model: nn.Module, lr: float, weight_decay: float, backbone_
         if param.requires_grad:
             groups.setdefault((name.startswith(BACKBONE_PREFIX), name not in no_decay), []).append(param)
     return [
-        {"name": ("backbone" if backbone else "head") + ("" if decay else "_no_decay"), "params": params,
-         "lr": lr * (backbone_lr_mult if backbone else 1.0), "weight_decay": weight_decay if decay else 0.0}
+        {
+            "name": ("backbone" if backbone else "head") + ("" if decay else "_no_decay"),
+            "params": params,
+            "lr": lr * (backbone_lr_mult if backbone else 1.0),
+            "weight_decay": weight_decay if decay else 0.0,
+        }
         for (backbone, decay), params in sorted(groups.items(), reverse=True)
     ]

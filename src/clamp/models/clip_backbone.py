@@ -96,8 +96,9 @@ class HubTokenizerError(UnsupportedBackboneError):
     """An architecture whose tokenizer comes from the Hugging Face hub (SigLIP, SigLIP 2, CLIPA, ...)."""
 
 
-def load_open_clip(arch: str, pretrained: str | os.PathLike | None, *, image_size: int,
-                   **cfg_overrides: Any) -> nn.Module:
+def load_open_clip(
+    arch: str, pretrained: str | os.PathLike | None, *, image_size: int, **cfg_overrides: Any
+) -> nn.Module:
     """Create an open_clip ``CLIP`` (or ``CustomTextCLIP``) at ``image_size`` and load ``pretrained``.
 
     Args:
@@ -158,8 +159,9 @@ def model_config(arch: str, image_size: int, **overrides: Any) -> dict[str, Any]
     check_supported(arch, cfg)
     stride = vision_stride(arch, **overrides)
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size <= 0 or image_size % stride:
-        raise ValueError(f"image_size={image_size!r} for {arch}: must be a positive multiple of the "
-                         f"vision stride {stride}")
+        raise ValueError(
+            f"image_size={image_size!r} for {arch}: must be a positive multiple of the vision stride {stride}"
+        )
     cfg["vision_cfg"]["image_size"] = image_size
     return cfg
 
@@ -172,7 +174,8 @@ def _base_config(arch: str, overrides: dict[str, Any]) -> dict[str, Any]:
         if cfg is None:
             raise ValueError(
                 f"unknown CLIP arch {arch!r}{did_you_mean(arch, open_clip.list_models())}: use an open_clip "
-                f"config name (e.g. {_EXAMPLES}; see open_clip.list_models()) or one of {sorted(TINY_CONFIGS)}")
+                f"config name (e.g. {_EXAMPLES}; see open_clip.list_models()) or one of {sorted(TINY_CONFIGS)}"
+            )
         cfg = copy.deepcopy(cfg)
     overrides = copy.deepcopy(dict(overrides))
     for tower in ("vision_cfg", "text_cfg"):
@@ -195,14 +198,18 @@ def check_supported(arch: str, cfg: dict[str, Any]) -> None:
     text, vision = cfg["text_cfg"], cfg["vision_cfg"]
     hub_name = text.get("hf_tokenizer_name") or text.get("hf_model_name")
     if hub_name:
-        offline = (" and this machine is offline (HF_HUB_OFFLINE is set), so it could not be fetched either"
-                   if offline_mode() else "")
+        offline = (
+            " and this machine is offline (HF_HUB_OFFLINE is set), so it could not be fetched either"
+            if offline_mode()
+            else ""
+        )
         raise HubTokenizerError(
             f"CLIP arch {arch!r} takes its tokenizer from the Hugging Face hub ({hub_name!r}) instead of "
             f"CLIP's BPE vocabulary that ships with open_clip{offline}. CLAMP's prompts (Eq. 2: "
             "[SOT][context][keypoint name][EOT], read at the EOT token) need a CLIP-tokenizer text tower, so "
             f"SigLIP, SigLIP 2, CLIPA and the multilingual towers are not supported; nothing was downloaded. "
-            f"Use an architecture with the CLIP tokenizer, e.g. {_EXAMPLES}.")
+            f"Use an architecture with the CLIP tokenizer, e.g. {_EXAMPLES}."
+        )
     problems = []
     if cfg.get("multimodal_cfg"):
         problems.append("a CoCa multimodal decoder")
@@ -211,18 +218,23 @@ def check_supported(arch: str, cfg: dict[str, Any]) -> None:
     if vision.get("timm_model_name"):
         info = _timm_trunk_info(vision)
         if info["family"] is None:
-            problems.append(f"a timm {info['type']} trunk with global pool {info['pool']!r} (supported: EVA / "
-                            "VisionTransformer with 'token' or 'avg' pooling, ConvNeXt)")
+            problems.append(
+                f"a timm {info['type']} trunk with global pool {info['pool']!r} (supported: EVA / "
+                "VisionTransformer with 'token' or 'avg' pooling, ConvNeXt)"
+            )
     elif not isinstance(vision.get("layers"), (list, tuple)):
         if vision.get("attentional_pool") or vision.get("pool_type", "tok") != "tok":
-            problems.append(f"a ViT pooled by {'attention' if vision.get('attentional_pool') else vision['pool_type']}"
-                            " (CLAMP's dense projector needs class-token pooling)")
+            problems.append(
+                f"a ViT pooled by {'attention' if vision.get('attentional_pool') else vision['pool_type']}"
+                " (CLAMP's dense projector needs class-token pooling)"
+            )
         if vision.get("patch_dropout"):
             problems.append("patch dropout (it drops grid cells)")
     if problems:
         raise UnsupportedBackboneError(
             f"CLIP arch {arch!r} is not supported: it has {'; '.join(problems)}. Supported families: "
-            f"{', '.join(FAMILIES)} (e.g. {_EXAMPLES}).")
+            f"{', '.join(FAMILIES)} (e.g. {_EXAMPLES})."
+        )
 
 
 def backbone_family(arch: str, **overrides: Any) -> str:
@@ -279,20 +291,30 @@ def _timm_trunk_info_cached(name: str, pool: str | None, proj: str | None, proj_
     family = None
     if pool in ("abs_attn", "rot_attn"):
         global_pool = pool
-    elif isinstance(trunk, (Eva, VisionTransformer)) and getattr(trunk, "attn_pool", None) is None \
-            and global_pool in ("token", "avg"):
+    elif (
+        isinstance(trunk, (Eva, VisionTransformer))
+        and getattr(trunk, "attn_pool", None) is None
+        and global_pool in ("token", "avg")
+    ):
         family = "timm_vit"
     elif isinstance(trunk, ConvNeXt):
         family = "timm_convnext"
         global_pool = getattr(trunk.head.global_pool, "pool_type", None)
-    return {"type": type(trunk).__name__, "family": family, "pool": global_pool,
-            "stride": int(trunk.feature_info[-1]["reduction"])}
+    return {
+        "type": type(trunk).__name__,
+        "family": family,
+        "pool": global_pool,
+        "stride": int(trunk.feature_info[-1]["reduction"]),
+    }
 
 
 def _set_timm_input_size(visual: nn.Module, image_size: int) -> None:
     """Set a timm trunk's input resolution (patch grid, position table and RoPE grid) to ``image_size``."""
     trunk = visual.trunk
-    if hasattr(trunk, "set_input_size") and hasattr(trunk, "patch_embed") \
-            and tuple(trunk.patch_embed.img_size) != (image_size, image_size):
+    if (
+        hasattr(trunk, "set_input_size")
+        and hasattr(trunk, "patch_embed")
+        and tuple(trunk.patch_embed.img_size) != (image_size, image_size)
+    ):
         trunk.set_input_size(img_size=(image_size, image_size))
     visual.image_size = (image_size, image_size)

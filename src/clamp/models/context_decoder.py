@@ -33,8 +33,9 @@ class _Attention(nn.Module):
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         b, n, c = q.shape
         # Default SDPA scale is head_dim ** -0.5, as the official code; no attention dropout.
-        out = F.scaled_dot_product_attention(self._split(self.q_proj(q)), self._split(self.k_proj(k)),
-                                             self._split(self.v_proj(v)))
+        out = F.scaled_dot_product_attention(
+            self._split(self.q_proj(q)), self._split(self.k_proj(k)), self._split(self.v_proj(v))
+        )
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, c)))
 
 
@@ -72,9 +73,7 @@ class ContextDecoder(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        self.memory_proj = nn.Sequential(
-            nn.LayerNorm(embed_dim), nn.Linear(embed_dim, width), nn.LayerNorm(width)
-        )
+        self.memory_proj = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, width), nn.LayerNorm(width))
         self.text_proj = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, width))
         self.decoder = nn.ModuleList([_DecoderLayer(width, heads, dropout) for _ in range(layers)])
         self.out_proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, embed_dim))

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 class UnknownModelError(ClampError, ValueError):
     """A model name that is not in the registry."""
 
+
 IMAGENET_RESNET50 = "imagenet-resnet50"
 IMAGENET_TINY_RESNET = "imagenet-tiny-resnet"
 
@@ -70,8 +71,9 @@ _REGISTRY: dict[str, ModelConfig] = {
     "simplebaseline_rn50_imagenet": ModelConfig("simplebaseline", IMAGENET_RESNET50, 256, 64),
     "simplebaseline_vitb16": ModelConfig("simplebaseline", "ViT-B-16", 256, 64),
     "simplebaseline_vitl14": ModelConfig("simplebaseline", "ViT-L-14", 224, 64),
-    "clamp_tiny_rn": ModelConfig("clamp", "tiny-rn", 64, 16, deconv_channels=32, spatial_deconv_channels=32,
-                                 decoder_width=64),
+    "clamp_tiny_rn": ModelConfig(
+        "clamp", "tiny-rn", 64, 16, deconv_channels=32, spatial_deconv_channels=32, decoder_width=64
+    ),
     "clamp_tiny_vit": ModelConfig("clamp", "tiny-vit", 64, 16, deconv_channels=32, decoder_width=64),
     "simplebaseline_tiny_rn": ModelConfig("simplebaseline", "tiny-rn", 64, 16, deconv_channels=32),
     "simplebaseline_tiny_vit": ModelConfig("simplebaseline", "tiny-vit", 64, 16, deconv_channels=32),
@@ -85,9 +87,19 @@ _OPENCLIP_INFIX = "_openclip:"
 
 _COMMON_OVERRIDES = ("input_size", "heatmap_size", "num_deconv", "deconv_channels", "quick_gelu", "backbone_overrides")
 _CLAMP_OVERRIDES = _COMMON_OVERRIDES + (
-    "prompt_source", "num_context", "context_length", "use_prompt_encoder", "prompt_encoder_heads",
-    "decoder_width", "decoder_heads", "decoder_layers", "decoder_dropout", "gamma_init", "spatial_upsample",
-    "spatial_deconv_channels", "logit_scale_init",
+    "prompt_source",
+    "num_context",
+    "context_length",
+    "use_prompt_encoder",
+    "prompt_encoder_heads",
+    "decoder_width",
+    "decoder_heads",
+    "decoder_layers",
+    "decoder_dropout",
+    "gamma_init",
+    "spatial_upsample",
+    "spatial_deconv_channels",
+    "logit_scale_init",
 )
 
 
@@ -96,14 +108,15 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _config(name: str, backbone: str | None = None,
-            backbone_overrides: Mapping[str, Any] | None = None) -> ModelConfig:
+def _config(name: str, backbone: str | None = None, backbone_overrides: Mapping[str, Any] | None = None) -> ModelConfig:
     """The registered config of ``name``, or the family-default config of ``kind`` on ``backbone``."""
     if name in _REGISTRY:
         if backbone is not None:
-            raise TypeError(f"create_model('{name}'): a registered model fixes its backbone "
-                            f"({_REGISTRY[name].backbone}); for another one use create_model("
-                            f"'{_REGISTRY[name].kind}', backbone={backbone!r})")
+            raise TypeError(
+                f"create_model('{name}'): a registered model fixes its backbone "
+                f"({_REGISTRY[name].backbone}); for another one use create_model("
+                f"'{_REGISTRY[name].kind}', backbone={backbone!r})"
+            )
         return _REGISTRY[name]
     kind, arch = name, backbone
     if _OPENCLIP_INFIX in name:
@@ -111,31 +124,36 @@ def _config(name: str, backbone: str | None = None,
         if backbone is not None and backbone != arch:
             raise TypeError(f"create_model('{name}'): the name says backbone {arch!r}, backbone= says {backbone!r}")
     if kind not in KINDS or (name in KINDS and backbone is None) or not arch:
-        hint = (f"; the kinds {list(KINDS)} need backbone=<open_clip arch>" if name in KINDS else
-                f"; any open_clip architecture: create_model('clamp', backbone='RN101') or "
-                f"'{OPENCLIP_NAME.format(kind='clamp', arch='RN101')}'")
-        raise UnknownModelError(f"Unknown model '{name}'{did_you_mean(name, _REGISTRY)}. Available models: "
-                                f"{', '.join(list_models())}{hint}") from None
+        hint = (
+            f"; the kinds {list(KINDS)} need backbone=<open_clip arch>"
+            if name in KINDS
+            else f"; any open_clip architecture: create_model('clamp', backbone='RN101') or "
+            f"'{OPENCLIP_NAME.format(kind='clamp', arch='RN101')}'"
+        )
+        raise UnknownModelError(
+            f"Unknown model '{name}'{did_you_mean(name, _REGISTRY)}. Available models: {', '.join(list_models())}{hint}"
+        ) from None
     overrides = dict(backbone_overrides or {})
     family = backbone_family(arch, **overrides)
     stride = vision_stride(arch, **overrides)
-    return ModelConfig(kind, arch, default_input_size(stride), 64,
-                       spatial_deconv_channels=256 if family in CONV_FAMILIES else None)
+    return ModelConfig(
+        kind, arch, default_input_size(stride), 64, spatial_deconv_channels=256 if family in CONV_FAMILIES else None
+    )
 
 
 def model_defaults(name: str, backbone: str | None = None) -> dict[str, Any]:
     """The architecture of ``name`` (on ``backbone`` for a bare kind): kind, backbone, input and heatmap size."""
     cfg = _config(name, backbone)
-    return {"kind": cfg.kind, "backbone": cfg.backbone, "input_size": cfg.input_size,
-            "heatmap_size": cfg.heatmap_size}
+    return {"kind": cfg.kind, "backbone": cfg.backbone, "input_size": cfg.input_size, "heatmap_size": cfg.heatmap_size}
 
 
 def _heatmap_size(cfg: ModelConfig, input_size: int) -> int:
     """The registered heatmap size, scaled with an overridden input size (ViT-L: 224 -> 64)."""
     size = cfg.heatmap_size * input_size / cfg.input_size
     if not size.is_integer():
-        raise ValueError(f"input_size={input_size} gives a non-integer default heatmap size {size}; "
-                         "pass heatmap_size explicitly")
+        raise ValueError(
+            f"input_size={input_size} gives a non-integer default heatmap size {size}; pass heatmap_size explicitly"
+        )
     return int(size)
 
 
@@ -171,23 +189,21 @@ def create_model(
     """
     backbone_overrides = overrides.get("backbone_overrides") or {}
     if not isinstance(backbone_overrides, Mapping):
-        raise TypeError(f"create_model('{name}'): backbone_overrides must be a dict of open_clip config keys, "
-                        f"got {type(backbone_overrides).__name__}")
+        raise TypeError(
+            f"create_model('{name}'): backbone_overrides must be a dict of open_clip config keys, "
+            f"got {type(backbone_overrides).__name__}"
+        )
     cfg = _config(name, backbone, backbone_overrides)
     allowed = _CLAMP_OVERRIDES if cfg.kind == "clamp" else _COMMON_OVERRIDES
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
-        raise TypeError(
-            f"create_model('{name}'): unknown option(s) {unknown}; valid options: {sorted(allowed)}"
-        )
+        raise TypeError(f"create_model('{name}'): unknown option(s) {unknown}; valid options: {sorted(allowed)}")
     spec = get_keypoint_spec(keypoints)
     opts = dict(overrides)
     opts.pop("backbone_overrides", None)
     input_size = opts.pop("input_size", cfg.input_size)
     if not isinstance(input_size, int) or isinstance(input_size, bool):
-        raise TypeError(
-            f"create_model('{name}'): input_size must be an int (square input), got {input_size!r}"
-        )
+        raise TypeError(f"create_model('{name}'): input_size must be an int (square input), got {input_size!r}")
     heatmap_size = opts.pop("heatmap_size", None) or _heatmap_size(cfg, input_size)
     quick_gelu = opts.pop("quick_gelu", None)
     opts.setdefault("deconv_channels", cfg.deconv_channels)
@@ -212,14 +228,20 @@ def create_model(
         opts.setdefault("decoder_width", cfg.decoder_width)
         text_encoder = None
         if opts.get("prompt_source", "text") == "text":
-            text_encoder = FrozenTextEncoder(
-                clip_model, context_length=opts.get("context_length", CONTEXT_LENGTH)
-            )
-        model: PoseModel = CLAMP(image_encoder, spec, text_encoder=text_encoder, input_size=input_size,
-                                 heatmap_size=heatmap_size, **opts)
+            text_encoder = FrozenTextEncoder(clip_model, context_length=opts.get("context_length", CONTEXT_LENGTH))
+        model: PoseModel = CLAMP(
+            image_encoder, spec, text_encoder=text_encoder, input_size=input_size, heatmap_size=heatmap_size, **opts
+        )
     else:
         model = SimpleBaseline(image_encoder, spec, input_size=input_size, heatmap_size=heatmap_size, **opts)
     model.config = config
-    logger.debug("created %s (%s, pretrained=%s, %d keypoints, input %d, heatmap %d)", name, cfg.backbone,
-                pretrained, spec.num_keypoints, input_size, heatmap_size)
+    logger.debug(
+        "created %s (%s, pretrained=%s, %d keypoints, input %d, heatmap %d)",
+        name,
+        cfg.backbone,
+        pretrained,
+        spec.num_keypoints,
+        input_size,
+        heatmap_size,
+    )
     return model

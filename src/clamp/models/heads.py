@@ -113,7 +113,8 @@ class SpatialHead(nn.Module):
         self.heatmap_size = tuple(heatmap_size)
         self.upsampler = (
             HeatmapHead(num_keypoints, num_keypoints, num_deconv, deconv_channels, init_std=None)
-            if mode == "learned" else None
+            if mode == "learned"
+            else None
         )
 
     def forward(self, score_maps: Tensor) -> Tensor:

@@ -35,16 +35,19 @@ def resolve_pretrained(arch: str, pretrained: str | os.PathLike, tags: bool = Tr
     if path.suffix in _STATE_DICT_SUFFIXES or os.sep in text or "/" in text:
         raise PretrainedWeightsError(
             f"pretrained weight file {text!r} for arch {arch!r} does not exist. Pass an existing file "
-            f"(e.g. OpenAI's {_OPENAI_FILES.get(arch, 'RN50.pt')}), an open_clip tag, or pretrained=null.")
+            f"(e.g. OpenAI's {_OPENAI_FILES.get(arch, 'RN50.pt')}), an open_clip tag, or pretrained=null."
+        )
     if not tags:
         raise PretrainedWeightsError(
             f"{arch!r} is a random-weight test config with no pretrained tags (got {text!r}); "
-            "use pretrained=null or a weight file saved from the same config.")
+            "use pretrained=null or a weight file saved from the same config."
+        )
     tag_cfg = open_clip.get_pretrained_cfg(arch, text)
     if not tag_cfg:
         raise PretrainedWeightsError(
             f"pretrained={text!r} is neither an existing file nor an open_clip tag for arch {arch!r}. "
-            f"Known tags: {open_clip.list_pretrained_tags_by_model(arch)}; or pass a file path or null.")
+            f"Known tags: {open_clip.list_pretrained_tags_by_model(arch)}; or pass a file path or null."
+        )
     return _fetch_tag(arch, text, tag_cfg), tag_cfg.get("quick_gelu", False)
 
 
@@ -74,7 +77,8 @@ def _fetch_tag(arch: str, tag: str, tag_cfg: dict[str, Any]) -> Path:
         f"{openai_url}) and pass its path as pretrained=/path/to/{openai_file}; or fill the Hugging Face "
         f"cache on a connected machine (python -c \"import open_clip; open_clip.create_model('{arch}', "
         f"pretrained='{tag}')\"), copy it here and set HF_HOME to it; "
-        f"or use pretrained=null for random weights.")
+        f"or use pretrained=null for random weights."
+    )
 
 
 def _cached_tag_file(tag_cfg: dict[str, Any]) -> Path | None:

@@ -38,8 +38,15 @@ from clamp.models.weight_files import PretrainedWeightsError, read_state_dict, r
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageFeatures", "DenseCLIPResNet", "DenseCLIPViT", "DenseTimmConvNeXt", "DenseTimmViT", "ImageNetResNet50",
-           "build_clip_image_encoder"]
+__all__ = [
+    "ImageFeatures",
+    "DenseCLIPResNet",
+    "DenseCLIPViT",
+    "DenseTimmConvNeXt",
+    "DenseTimmViT",
+    "ImageNetResNet50",
+    "build_clip_image_encoder",
+]
 
 
 @dataclass
@@ -74,8 +81,9 @@ class DenseCLIPResNet(nn.Module):
         """Wrap ``visual`` (shares its modules and weights)."""
         super().__init__()
         if not isinstance(visual, ModifiedResNet) or visual.attnpool is None:
-            raise TypeError(f"DenseCLIPResNet needs an open_clip ModifiedResNet with attnpool, got "
-                            f"{type(visual).__name__}")
+            raise TypeError(
+                f"DenseCLIPResNet needs an open_clip ModifiedResNet with attnpool, got {type(visual).__name__}"
+            )
         self.visual = visual
         self.feature_channels = visual.attnpool.k_proj.in_features
         self.embed_dim = visual.attnpool.c_proj.out_features
@@ -106,7 +114,9 @@ class DenseCLIPResNet(nn.Module):
         positions = resize_grid_embedding(pool.positional_embedding, (height, width))
         tokens = tokens + positions[:, None].to(tokens.dtype)
         out, _ = F.multi_head_attention_forward(
-            query=tokens, key=tokens, value=tokens,
+            query=tokens,
+            key=tokens,
+            value=tokens,
             embed_dim_to_check=tokens.shape[-1],
             num_heads=pool.num_heads,
             q_proj_weight=pool.q_proj.weight,
@@ -252,8 +262,9 @@ class DenseTimmViT(nn.Module):
         _check_input(images, self.stride, type(self).__name__)
         trunk = self.visual.trunk
         if not project:
-            (features,) = trunk.forward_intermediates(images, indices=1, norm=False, output_fmt="NCHW",
-                                                      intermediates_only=True)
+            (features,) = trunk.forward_intermediates(
+                images, indices=1, norm=False, output_fmt="NCHW", intermediates_only=True
+            )
             return ImageFeatures(features=features, dense=None, global_embedding=None)
         tokens, (features,) = trunk.forward_intermediates(images, indices=1, norm=False, output_fmt="NCHW")
         global_embedding, dense = self.project(tokens, tuple(features.shape[-2:]))
@@ -268,7 +279,7 @@ class DenseTimmViT(nn.Module):
         """The projector on the normed (B, prefix + h*w, width) tokens -> (global (B, C), dense (B, C, h, w))."""
         trunk, head = self.visual.trunk, self.visual.head
         global_embedding = head(trunk.forward_head(tokens))
-        patches = tokens[:, self.num_prefix_tokens:]
+        patches = tokens[:, self.num_prefix_tokens :]
         dense = head(trunk.head(trunk.head_drop(trunk.fc_norm(patches))))
         return global_embedding, dense.transpose(1, 2).reshape(dense.shape[0], -1, *grid)
 
@@ -290,8 +301,9 @@ class DenseTimmConvNeXt(nn.Module):
 
         trunk = getattr(visual, "trunk", None)
         if not isinstance(trunk, ConvNeXt) or not isinstance(trunk.head, NormMlpClassifierHead):
-            raise TypeError(f"DenseTimmConvNeXt needs a timm ConvNeXt trunk with its norm head, got "
-                            f"{type(trunk).__name__}")
+            raise TypeError(
+                f"DenseTimmConvNeXt needs a timm ConvNeXt trunk with its norm head, got {type(trunk).__name__}"
+            )
         if "pool" in dict(visual.head.named_children()):
             raise ValueError("DenseTimmConvNeXt cannot use an open_clip attention pool")
         self.visual = visual
@@ -340,8 +352,10 @@ def build_clip_image_encoder(clip_model: nn.Module) -> nn.Module:
         from timm.models.convnext import ConvNeXt
 
         return DenseTimmConvNeXt(visual) if isinstance(visual.trunk, ConvNeXt) else DenseTimmViT(visual)
-    raise TypeError(f"no dense encoder for a CLIP vision tower of type {type(visual).__name__}; "
-                    "supported: open_clip ModifiedResNet, VisionTransformer and timm EVA / ViT / ConvNeXt trunks")
+    raise TypeError(
+        f"no dense encoder for a CLIP vision tower of type {type(visual).__name__}; "
+        "supported: open_clip ModifiedResNet, VisionTransformer and timm EVA / ViT / ConvNeXt trunks"
+    )
 
 
 class ImageNetResNet50(nn.Module):
@@ -361,12 +375,16 @@ class ImageNetResNet50(nn.Module):
         import torchvision
 
         if tiny and weights is not None:
-            raise PretrainedWeightsError("the tiny ImageNet-style ResNet is a random-weight test model; "
-                                         "use weights=null")
+            raise PretrainedWeightsError(
+                "the tiny ImageNet-style ResNet is a random-weight test model; use weights=null"
+            )
         # Weights first: a missing file fails before the (slow) random init.
         state_dict = None if weights is None else _imagenet_resnet50_state_dict(weights)
-        resnet = (torchvision.models.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1]) if tiny
-                  else torchvision.models.resnet50(weights=None))
+        resnet = (
+            torchvision.models.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
+            if tiny
+            else torchvision.models.resnet50(weights=None)
+        )
         if state_dict is not None:
             state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
             missing, unexpected = resnet.load_state_dict(state_dict, strict=False)
@@ -374,7 +392,8 @@ class ImageNetResNet50(nn.Module):
             if missing or unexpected:
                 raise PretrainedWeightsError(
                     f"ResNet-50 weights {weights}: {len(missing)} missing keys {missing[:5]}, "
-                    f"{len(unexpected)} unexpected keys {unexpected[:5]} (expected torchvision's layout)")
+                    f"{len(unexpected)} unexpected keys {unexpected[:5]} (expected torchvision's layout)"
+                )
         for name in self._TRUNK:
             self.add_module(name, getattr(resnet, name))
         self.feature_channels = resnet.fc.in_features
@@ -415,4 +434,5 @@ def _imagenet_resnet50_state_dict(weights: str | os.PathLike) -> dict[str, Tenso
     raise PretrainedWeightsError(
         f"ImageNet ResNet-50 weights are not cached and cannot be downloaded ({reason}). Download {url} on a "
         f"connected machine and either put it at {cached} (torch hub cache; TORCH_HOME moves it) or pass its "
-        "path as the weights; or use weights=null for random init.")
+        "path as the weights; or use weights=null for random init."
+    )

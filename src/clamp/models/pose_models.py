@@ -102,11 +102,9 @@ class PoseModel(nn.Module):
         self.feature_stride = int(image_encoder.stride)
         if any(s % self.feature_stride for s in self.input_size):
             raise ValueError(
-                f"input_size {self.input_size} must be a multiple of the image encoder stride "
-                f"{self.feature_stride}"
+                f"input_size {self.input_size} must be a multiple of the image encoder stride {self.feature_stride}"
             )
-        self.grid_size = (self.input_size[0] // self.feature_stride,
-                          self.input_size[1] // self.feature_stride)
+        self.grid_size = (self.input_size[0] // self.feature_stride, self.input_size[1] // self.feature_stride)
         self.config: dict[str, Any] | None = None
 
     @property
@@ -118,14 +116,21 @@ class PoseModel(nn.Module):
         n = num_upsampling_layers(self.grid_size, self.heatmap_size) if num_deconv is None else num_deconv
         out = (self.grid_size[0] * 2**n, self.grid_size[1] * 2**n)
         if out != self.heatmap_size:
-            raise ValueError(f"{n} deconvolutions take the {self.grid_size} feature grid to {out}, "
-                             f"not the heatmap size {self.heatmap_size}")
+            raise ValueError(
+                f"{n} deconvolutions take the {self.grid_size} feature grid to {out}, "
+                f"not the heatmap size {self.heatmap_size}"
+            )
         return n
 
     def _check_images(self, images: Any) -> None:
         w, h = self.input_size
-        if (not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3
-                or tuple(images.shape[-2:]) != (h, w) or not images.is_floating_point()):
+        if (
+            not isinstance(images, Tensor)
+            or images.ndim != 4
+            or images.shape[1] != 3
+            or tuple(images.shape[-2:]) != (h, w)
+            or not images.is_floating_point()
+        ):
             got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(
                 f"{type(self).__name__} expects float images of shape (B, 3, {h}, {w}) (model.input_size "
@@ -135,8 +140,12 @@ class PoseModel(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters that take no weight decay: every normalisation layer's and every bias."""
         norm_types = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
-        names = {f"{module_name}.{name}".lstrip(".") for module_name, module in self.named_modules()
-                 if isinstance(module, norm_types) for name, _ in module.named_parameters(recurse=False)}
+        names = {
+            f"{module_name}.{name}".lstrip(".")
+            for module_name, module in self.named_modules()
+            if isinstance(module, norm_types)
+            for name, _ in module.named_parameters(recurse=False)
+        }
         # endswith("bias") also catches nn.MultiheadAttention's in_proj_bias.
         return names | {name for name, _ in self.named_parameters() if name.endswith("bias")}
 
@@ -187,8 +196,10 @@ class CLAMP(PoseModel):
         super().__init__(image_encoder, keypoint_spec, input_size, heatmap_size)
         embed_dim = image_encoder.embed_dim
         if embed_dim is None:
-            raise ValueError(f"CLAMP needs an image encoder with a joint-space projector; "
-                             f"{type(image_encoder).__name__} has none (use SimpleBaseline)")
+            raise ValueError(
+                f"CLAMP needs an image encoder with a joint-space projector; "
+                f"{type(image_encoder).__name__} has none (use SimpleBaseline)"
+            )
         if prompt_source not in PROMPT_SOURCES:
             raise ValueError(f"prompt_source must be one of {PROMPT_SOURCES}, got '{prompt_source}'")
         k = self.num_keypoints
@@ -199,29 +210,27 @@ class CLAMP(PoseModel):
             if text_encoder is None:
                 raise ValueError("prompt_source='text' needs a text_encoder")
             if text_encoder.embed_dim != embed_dim:
-                raise ValueError(
-                    f"text embedding dim {text_encoder.embed_dim} != image embedding dim {embed_dim}"
-                )
+                raise ValueError(f"text embedding dim {text_encoder.embed_dim} != image embedding dim {embed_dim}")
             if text_encoder.context_length != context_length:
-                raise ValueError(
-                    f"text encoder context length {text_encoder.context_length} != {context_length}"
-                )
+                raise ValueError(f"text encoder context length {text_encoder.context_length} != {context_length}")
             self.text_encoder = text_encoder
-            self.prompt_learner = PromptLearner(keypoint_spec.prompt_words, text_encoder.width, num_context,
-                                                context_length)
+            self.prompt_learner = PromptLearner(
+                keypoint_spec.prompt_words, text_encoder.width, num_context, context_length
+            )
         else:
             self.prompt_matrix = LearnedPromptMatrix(k, embed_dim)
         self.prompt_encoder = PromptEncoder(embed_dim, prompt_encoder_heads) if use_prompt_encoder else None
-        self.context_decoder = ContextDecoder(
-            embed_dim, decoder_width, decoder_heads, decoder_layers, decoder_dropout
-        )
+        self.context_decoder = ContextDecoder(embed_dim, decoder_width, decoder_heads, decoder_layers, decoder_dropout)
         self.gamma = nn.Parameter(torch.full((embed_dim,), gamma_init))
         # Learnable, unclamped, used only by L_feature (official).
         self.logit_scale = nn.Parameter(torch.tensor(logit_scale_init))
         n_up = self._num_deconv(num_deconv)
         self.keypoint_head = HeatmapHead(image_encoder.feature_channels + k, k, n_up, deconv_channels)
         self.spatial_head = SpatialHead(
-            k, self.heatmap_size, spatial_upsample, n_up,
+            k,
+            self.heatmap_size,
+            spatial_upsample,
+            n_up,
             k if spatial_deconv_channels is None else spatial_deconv_channels,
         )
 
@@ -280,9 +289,7 @@ class SimpleBaseline(PoseModel):
     ) -> None:
         super().__init__(image_encoder, keypoint_spec, input_size, heatmap_size)
         n_up = self._num_deconv(num_deconv)
-        self.keypoint_head = HeatmapHead(
-            image_encoder.feature_channels, self.num_keypoints, n_up, deconv_channels
-        )
+        self.keypoint_head = HeatmapHead(image_encoder.feature_channels, self.num_keypoints, n_up, deconv_channels)
         for param in image_encoder.projector_parameters():
             param.requires_grad_(False)
 

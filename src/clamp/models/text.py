@@ -181,9 +181,14 @@ class FrozenTextEncoder(nn.Module):
         device_type = contexts.device.type
         autocast = torch.is_autocast_enabled(device_type)
         return (
-            contexts.data_ptr(), contexts._version, contexts.dtype, contexts.device,
-            name_tokens.data_ptr(), name_tokens._version,
-            autocast, torch.get_autocast_dtype(device_type) if autocast else None,
+            contexts.data_ptr(),
+            contexts._version,
+            contexts.dtype,
+            contexts.device,
+            name_tokens.data_ptr(),
+            name_tokens._version,
+            autocast,
+            torch.get_autocast_dtype(device_type) if autocast else None,
             torch.is_inference_mode_enabled(),
         )
 

@@ -48,9 +48,16 @@ class UnsafeWeightsError(PretrainedWeightsError):
 
 
 _STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "HalfStorage": torch.float16, "DoubleStorage": torch.float64,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+    "FloatStorage": torch.float32,
+    "HalfStorage": torch.float16,
+    "DoubleStorage": torch.float64,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
 }
 
 
@@ -80,8 +87,10 @@ class _TensorsOnlyUnpickler(pickle.Unpickler):
         ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
         ("torch._utils", "_rebuild_parameter"): _first,
         ("collections", "OrderedDict"): collections.OrderedDict,
-        **{("torch.jit._pickle", name): _first for name in (
-            "build_intlist", "build_tensorlist", "build_doublelist", "build_boollist", "restore_type_tag")},
+        **{
+            ("torch.jit._pickle", name): _first
+            for name in ("build_intlist", "build_tensorlist", "build_doublelist", "build_boollist", "restore_type_tag")
+        },
     }
 
     def __init__(self, file: Any, archive: zipfile.ZipFile, prefix: str, source: Path) -> None:
@@ -97,7 +106,8 @@ class _TensorsOnlyUnpickler(pickle.Unpickler):
             return _ScriptObject
         raise UnsafeWeightsError(
             f"refused to read weight file {self.source}: it needs {module}.{name} to load, which could run code; "
-            "a CLIP release holds only tensors")
+            "a CLIP release holds only tensors"
+        )
 
     def persistent_load(self, pid: Any) -> Tensor:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
@@ -170,16 +180,21 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     except Exception as exc:
         raise PretrainedWeightsError(
             f"cannot read weight file {path}: {exc}. Expected a TorchScript CLIP release, a torch.save'd "
-            "state dict (optionally under 'state_dict') or a .safetensors file.") from exc
+            "state dict (optionally under 'state_dict') or a .safetensors file."
+        ) from exc
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]
-    if not isinstance(checkpoint, dict) or not checkpoint or not all(
-            isinstance(v, Tensor) for v in checkpoint.values()):
+    if (
+        not isinstance(checkpoint, dict)
+        or not checkpoint
+        or not all(isinstance(v, Tensor) for v in checkpoint.values())
+    ):
         raise PretrainedWeightsError(
             f"weight file {path} holds {type(checkpoint).__name__}, not a non-empty dict of tensors "
-            "(a state dict, or a checkpoint with one under 'state_dict')")
+            "(a state dict, or a checkpoint with one under 'state_dict')"
+        )
     if all(k.startswith("module.") for k in checkpoint):
-        checkpoint = {k[len("module."):]: v for k, v in checkpoint.items()}
+        checkpoint = {k[len("module.") :]: v for k, v in checkpoint.items()}
     return {k: v for k, v in checkpoint.items() if k not in _OPENAI_SETTINGS_KEYS}
 
 
@@ -214,8 +229,11 @@ def resize_clip_positional_embeddings(state_dict: dict[str, Tensor], model: nn.M
     class and register positions kept); used for every checkpoint format, TorchScript included.
     """
     resized = dict(state_dict)
-    targets = {name: param for name, param in model.state_dict().items()
-               if name in ("visual.attnpool.positional_embedding", "visual.positional_embedding", _TIMM_POS_EMBED)}
+    targets = {
+        name: param
+        for name, param in model.state_dict().items()
+        if name in ("visual.attnpool.positional_embedding", "visual.positional_embedding", _TIMM_POS_EMBED)
+    }
     for name, target in targets.items():
         table = resized.get(name)
         if table is None or table.shape == target.shape:
@@ -226,7 +244,8 @@ def resize_clip_positional_embeddings(state_dict: dict[str, Tensor], model: nn.M
         target_2d = target[0] if timm_table else target
         if table.ndim != 2 or table.shape[1] != target_2d.shape[1]:
             raise PretrainedWeightsError(
-                f"{name}: checkpoint shape {tuple(resized[name].shape)} does not fit the model's {tuple(target.shape)}")
+                f"{name}: checkpoint shape {tuple(resized[name].shape)} does not fit the model's {tuple(target.shape)}"
+            )
         if timm_table:
             trunk = model.visual.trunk
             prefix = 0 if getattr(trunk, "no_embed_class", False) else int(trunk.num_prefix_tokens)
@@ -266,7 +285,8 @@ def load_clip_state_dict(model: nn.Module, state_dict: dict[str, Tensor], *, sou
     if missing or unexpected:
         raise PretrainedWeightsError(
             f"weights from {source} do not fit the model: {len(missing)} missing keys {missing[:5]}, "
-            f"{len(unexpected)} unexpected keys {unexpected[:5]}. Is the file for another architecture?")
+            f"{len(unexpected)} unexpected keys {unexpected[:5]}. Is the file for another architecture?"
+        )
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:

@@ -48,15 +48,45 @@ MANIFEST_NAME = "synthetic.json"
 # Each target keypoint as the mean of AP-10K keypoint indices (0 L_eye, 1 R_eye, 2 nose, 3 neck,
 # 4 root_of_tail, 5/8 shoulders, 6/9 elbows, 7/10 front paws, 11/14 hips, 12/15 knees, 13/16 back paws).
 ANIMALPOSE_FROM_AP10K: tuple[tuple[int, ...], ...] = (
-    (0,), (1,), (0, 3), (1, 3), (2,), (2, 3), (4,), (3, 5, 8),
-    (6,), (9,), (12,), (15,),
-    (6, 7), (9, 10), (12, 13), (15, 16),
-    (7,), (10,), (13,), (16,),
+    (0,),
+    (1,),
+    (0, 3),
+    (1, 3),
+    (2,),
+    (2, 3),
+    (4,),
+    (3, 5, 8),
+    (6,),
+    (9,),
+    (12,),
+    (15,),
+    (6, 7),
+    (9, 10),
+    (12, 13),
+    (15, 16),
+    (7,),
+    (10,),
+    (13,),
+    (16,),
 )
 COCO_FROM_AP10K: tuple[tuple[int, ...], ...] = (
-    (2,), (0,), (1,), (0, 3), (1, 3),
-    (5,), (8,), (6,), (9,), (7,), (10,),
-    (11,), (14,), (12,), (15,), (13,), (16,),
+    (2,),
+    (0,),
+    (1,),
+    (0, 3),
+    (1, 3),
+    (5,),
+    (8,),
+    (6,),
+    (9,),
+    (7,),
+    (10,),
+    (11,),
+    (14,),
+    (12,),
+    (15,),
+    (13,),
+    (16,),
 )
 
 
@@ -80,10 +110,15 @@ class Layout:
 
 LAYOUTS: dict[str, Layout] = {
     "ap10k": Layout(AP10K, FILE_LAYOUTS["ap10k"], None, "Synthetic AP-10K-style quadrupeds"),
-    "animalpose": Layout(ANIMALPOSE, FILE_LAYOUTS["animalpose"], ANIMALPOSE_FROM_AP10K,
-                         "Synthetic quadrupeds in the Animal-Pose (mmpose) layout"),
-    "coco": Layout(COCO, FILE_LAYOUTS["coco"], COCO_FROM_AP10K,
-                   "Synthetic quadrupeds labelled in the COCO person-keypoint layout"),
+    "animalpose": Layout(
+        ANIMALPOSE,
+        FILE_LAYOUTS["animalpose"],
+        ANIMALPOSE_FROM_AP10K,
+        "Synthetic quadrupeds in the Animal-Pose (mmpose) layout",
+    ),
+    "coco": Layout(
+        COCO, FILE_LAYOUTS["coco"], COCO_FROM_AP10K, "Synthetic quadrupeds labelled in the COCO person-keypoint layout"
+    ),
 }
 
 
@@ -116,21 +151,35 @@ def relabel(keypoints: np.ndarray, mapping: tuple[tuple[int, ...], ...] | None) 
 def _params(dataset: str, seed: int, num_train: int, num_val: int, num_test: int | None, image_size: int) -> dict:
     _layout(dataset)
     num_test = num_val if num_test is None else num_test
-    for name, value, low in (("seed", seed, 0), ("num_train", num_train, 1), ("num_val", num_val, 1),
-                             ("num_test", num_test, 0), ("image_size", image_size, 64)):
+    for name, value, low in (
+        ("seed", seed, 0),
+        ("num_train", num_train, 1),
+        ("num_val", num_val, 1),
+        ("num_test", num_test, 0),
+        ("image_size", image_size, 64),
+    ):
         if not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"synthetic data: {name} must be an integer >= {low}, got {value!r}")
-    return {"generator": SYNTHETIC_CONTRIBUTOR, "version": GENERATOR_VERSION, "dataset": dataset,
-            "seed": int(seed), "image_size": int(image_size), "num_train": int(num_train),
-            "num_val": int(num_val), "num_test": int(num_test)}
+    return {
+        "generator": SYNTHETIC_CONTRIBUTOR,
+        "version": GENERATOR_VERSION,
+        "dataset": dataset,
+        "seed": int(seed),
+        "image_size": int(image_size),
+        "num_train": int(num_train),
+        "num_val": int(num_val),
+        "num_test": int(num_test),
+    }
 
 
 def _categories(layout: Layout) -> list[dict]:
     skeleton = [[a + 1, b + 1] for a, b in layout.spec.skeleton]  # the JSON stores it 1-based
     names = list(layout.spec.keypoint_names)
     if layout.spec is AP10K:
-        return [{"id": s.id, "name": s.name, "supercategory": s.family, "keypoints": names, "skeleton": skeleton}
-                for s in AP10K_CATEGORIES]
+        return [
+            {"id": s.id, "name": s.name, "supercategory": s.family, "keypoints": names, "skeleton": skeleton}
+            for s in AP10K_CATEGORIES
+        ]
     name = "person" if layout.spec is COCO else "animal"
     return [{"id": 1, "name": name, "supercategory": name, "keypoints": names, "skeleton": skeleton}]
 
@@ -138,10 +187,16 @@ def _categories(layout: Layout) -> list[dict]:
 def _annotation(layout: Layout, animal: SyntheticAnimal, annotation_id: int, image_id: int) -> dict:
     keypoints = relabel(animal.keypoints, layout.mapping)
     x, y, w, h = animal.bbox
-    return {"id": annotation_id, "image_id": image_id,
-            "category_id": animal.species.id if layout.spec is AP10K else 1,
-            "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0, "num_keypoints": int((keypoints[:, 2] > 0).sum()),
-            "keypoints": [int(v) for v in keypoints.ravel()]}
+    return {
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": animal.species.id if layout.spec is AP10K else 1,
+        "bbox": [x, y, w, h],
+        "area": w * h,
+        "iscrowd": 0,
+        "num_keypoints": int((keypoints[:, 2] > 0).sum()),
+        "keypoints": [int(v) for v in keypoints.ravel()],
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -157,8 +212,16 @@ def _image_folders(out: Path, layout: Layout) -> set[Path]:
     return {out / layout.images.format(split=split) for split in SPLITS}
 
 
-def generate_synthetic(out_dir: str | Path, *, dataset: str = "ap10k", seed: int = 0, num_train: int = 1000,
-                       num_val: int = 200, num_test: int | None = None, image_size: int = 256) -> Path:
+def generate_synthetic(
+    out_dir: str | Path,
+    *,
+    dataset: str = "ap10k",
+    seed: int = 0,
+    num_train: int = 1000,
+    num_val: int = 200,
+    num_test: int | None = None,
+    image_size: int = 256,
+) -> Path:
     """Write a synthetic dataset in ``dataset``'s layout to ``out_dir`` and return ``out_dir``.
 
     ``num_test`` defaults to ``num_val``. Image and annotation ids run on across train, val and test;
@@ -176,9 +239,11 @@ def generate_synthetic(out_dir: str | Path, *, dataset: str = "ap10k", seed: int
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
     elif any(folder.exists() for folder in folders):
-        raise FileExistsError(f"{out} already holds dataset folders but no {MANIFEST_NAME}, so it is not a synthetic "
-                              "dataset written by clamp.synthetic; refusing to overwrite it. Choose another output "
-                              "folder or delete this one.")
+        raise FileExistsError(
+            f"{out} already holds dataset folders but no {MANIFEST_NAME}, so it is not a synthetic "
+            "dataset written by clamp.synthetic; refusing to overwrite it. Choose another output "
+            "folder or delete this one."
+        )
     # Written first and marked incomplete, so an interrupted run is recognised as ours and redone.
     _write_json(manifest, {**params, "complete": False})
     image_id = annotation_id = 1
@@ -192,27 +257,56 @@ def generate_synthetic(out_dir: str | Path, *, dataset: str = "ap10k", seed: int
             file_name = f"{image_id:012d}.jpg"
             cv2.imwrite(str(out / folder_name / file_name), sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
             name = f"{folder_name}/{file_name}" if layout.files.names_relative_to_root else file_name
-            images.append({"license": 1, "id": image_id, "file_name": name, "width": image_size,
-                           "height": image_size, "background": sample.background})
+            images.append(
+                {
+                    "license": 1,
+                    "id": image_id,
+                    "file_name": name,
+                    "width": image_size,
+                    "height": image_size,
+                    "background": sample.background,
+                }
+            )
             for animal in sample.animals:
                 annotations.append(_annotation(layout, animal, annotation_id, image_id))
                 annotation_id += 1
             image_id += 1
         path = annotation_path(out, split, dataset)
-        _write_json(path, {
-            "info": {"description": layout.description, "url": "", "version": str(GENERATOR_VERSION), "year": 2024,
-                     "contributor": SYNTHETIC_CONTRIBUTOR, "date_created": "generated"},
-            "licenses": [{"id": 1, "name": "Synthetic images drawn by clamp.synthetic", "url": ""}],
-            "images": images, "annotations": annotations, "categories": _categories(layout)})
+        _write_json(
+            path,
+            {
+                "info": {
+                    "description": layout.description,
+                    "url": "",
+                    "version": str(GENERATOR_VERSION),
+                    "year": 2024,
+                    "contributor": SYNTHETIC_CONTRIBUTOR,
+                    "date_created": "generated",
+                },
+                "licenses": [{"id": 1, "name": "Synthetic images drawn by clamp.synthetic", "url": ""}],
+                "images": images,
+                "annotations": annotations,
+                "categories": _categories(layout),
+            },
+        )
         digests[split] = _sha256(path)
-        logger.info("synthetic %s %s: %d images, %d instances -> %s", dataset, split, len(images),
-                    len(annotations), path)
+        logger.info(
+            "synthetic %s %s: %d images, %d instances -> %s", dataset, split, len(images), len(annotations), path
+        )
     _write_json(manifest, {**params, "complete": True, "annotations_sha256": digests})
     return out
 
 
-def ensure_synthetic(out_dir: str | Path, *, dataset: str = "ap10k", seed: int = 0, num_train: int = 1000,
-                     num_val: int = 200, num_test: int | None = None, image_size: int = 256) -> Path:
+def ensure_synthetic(
+    out_dir: str | Path,
+    *,
+    dataset: str = "ap10k",
+    seed: int = 0,
+    num_train: int = 1000,
+    num_val: int = 200,
+    num_test: int | None = None,
+    image_size: int = 256,
+) -> Path:
     """Reuse the dataset in ``out_dir`` if it was generated with these arguments, else generate it.
 
     Reuse needs a complete ``synthetic.json`` with the same parameters and generator version,
@@ -229,8 +323,15 @@ def ensure_synthetic(out_dir: str | Path, *, dataset: str = "ap10k", seed: int =
             logger.debug("reusing synthetic %s in %s", dataset, out)
             return out
         logger.info("generating synthetic %s in %s (%s)", dataset, out, reason)
-        return generate_synthetic(out, dataset=dataset, seed=seed, num_train=num_train, num_val=num_val,
-                                  num_test=params["num_test"], image_size=image_size)
+        return generate_synthetic(
+            out,
+            dataset=dataset,
+            seed=seed,
+            num_train=num_train,
+            num_val=num_val,
+            num_test=params["num_test"],
+            image_size=image_size,
+        )
 
 
 def _mismatch(out: Path, params: dict) -> str | None:
@@ -253,8 +354,9 @@ def _mismatch(out: Path, params: dict) -> str | None:
         if not path.is_file() or _sha256(path) != recorded.get("annotations_sha256", {}).get(split):
             return f"{path.name} missing or modified"
         root = layout.files.image_folder(out, split)
-        missing = [im["file_name"] for im in json.loads(path.read_text())["images"]
-                   if not (root / im["file_name"]).is_file()]
+        missing = [
+            im["file_name"] for im in json.loads(path.read_text())["images"] if not (root / im["file_name"]).is_file()
+        ]
         if missing:
             return f"{len(missing)} images missing, e.g. {missing[0]}"
     return None
@@ -268,16 +370,19 @@ def summarize_split(path: str | Path) -> str:
     cats = {a["category_id"] for a in anns}
     k = len(coco["categories"][0]["keypoints"])
     labelled = sum(a["num_keypoints"] for a in anns) / max(1, len(anns) * k)
-    return (f"{Path(path).name}: {len(coco['images'])} images, {len(anns)} instances, {len(cats)} species, "
-            f"{len({family[c] for c in cats})} families, {labelled:.1%} keypoints labelled")
+    return (
+        f"{Path(path).name}: {len(coco['images'])} images, {len(anns)} instances, {len(cats)} species, "
+        f"{len({family[c] for c in cats})} families, {labelled:.1%} keypoints labelled"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: generate (or reuse) a synthetic dataset and summarise it."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m clamp.synthetic",
-                                     description="Generate a synthetic dataset in a real dataset's file layout.")
+    parser = argparse.ArgumentParser(
+        prog="python -m clamp.synthetic", description="Generate a synthetic dataset in a real dataset's file layout."
+    )
     parser.add_argument("--out", required=True, type=Path, help="dataset root")
     parser.add_argument("--dataset", default="ap10k", choices=sorted(LAYOUTS), help="file layout (default ap10k)")
     parser.add_argument("--seed", type=int, default=0)
@@ -289,7 +394,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     make = generate_synthetic if args.force else ensure_synthetic
-    out = make(args.out, dataset=args.dataset, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
-               num_test=args.num_test, image_size=args.image_size)
+    out = make(
+        args.out,
+        dataset=args.dataset,
+        seed=args.seed,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        num_test=args.num_test,
+        image_size=args.image_size,
+    )
     for split in SPLITS:
         print(summarize_split(annotation_path(out, split, args.dataset)))

@@ -61,75 +61,256 @@ class _Look:
 _BROWN, _BLACK, _WHITE, _GREY = (125, 80, 45), (35, 32, 30), (232, 228, 218), (128, 126, 122)
 _LOOKS: dict[str, _Look] = {
     # name: body_h, leg, leg_w, neck, neck_angle, head, snout, tail, tail_w, then coat and extras
-    "antelope": _Look(0.36, 0.78, 0.07, 0.30, 50, 0.10, 0.12, 0.14, 0.04,
-                      ((196, 150, 92), (178, 122, 70)), extra="horns", hooves=True),
-    "argali sheep": _Look(0.44, 0.62, 0.08, 0.22, 40, 0.12, 0.09, 0.08, 0.05,
-                          ((160, 132, 100), (140, 112, 85)), extra="curled_horns", hooves=True),
-    "bison": _Look(0.54, 0.52, 0.11, 0.12, 10, 0.15, 0.07, 0.22, 0.03,
-                   ((82, 56, 36), (96, 66, 40)), ears="round", extra="hump", hooves=True),
-    "buffalo": _Look(0.50, 0.56, 0.10, 0.15, 15, 0.14, 0.09, 0.30, 0.03,
-                     ((55, 50, 50), (75, 65, 60)), ears="droopy", extra="horns", hooves=True),
-    "cow": _Look(0.50, 0.56, 0.10, 0.18, 20, 0.13, 0.10, 0.45, 0.025,
-                 ((238, 236, 230), (150, 90, 50)), pattern="spots", pattern_rgb=(30, 28, 28),
-                 pattern_size=0.09, ears="droopy", hooves=True),
-    "sheep": _Look(0.56, 0.45, 0.07, 0.14, 30, 0.11, 0.08, 0.10, 0.06,
-                   ((236, 230, 212), (215, 205, 185)), ears="droopy", hooves=True),
-    "dog": _Look(0.38, 0.62, 0.08, 0.25, 45, 0.12, 0.14, 0.40, 0.05,
-                 ((150, 100, 55), _BLACK, (215, 170, 95), _WHITE), ears="droopy"),
-    "fox": _Look(0.32, 0.46, 0.06, 0.20, 40, 0.11, 0.15, 0.62, 0.10,
-                 ((215, 112, 42), (200, 95, 35))),
-    "wolf": _Look(0.38, 0.64, 0.08, 0.22, 35, 0.13, 0.15, 0.45, 0.08,
-                  ((132, 127, 118), (105, 100, 95))),
-    "bobcat": _Look(0.36, 0.48, 0.08, 0.12, 35, 0.13, 0.05, 0.12, 0.05,
-                    ((172, 132, 92),), pattern="spots", pattern_rgb=(90, 60, 40), pattern_size=0.02),
-    "cat": _Look(0.34, 0.46, 0.06, 0.12, 40, 0.12, 0.04, 0.70, 0.04,
-                 (_GREY, (210, 130, 60), _BLACK, _WHITE), pattern="stripes", pattern_rgb=(60, 55, 50),
-                 pattern_size=0.025),
-    "cheetah": _Look(0.30, 0.64, 0.06, 0.14, 30, 0.11, 0.05, 0.70, 0.04,
-                     ((215, 172, 100),), pattern="spots", pattern_size=0.018),
-    "jaguar": _Look(0.40, 0.50, 0.09, 0.12, 25, 0.14, 0.06, 0.55, 0.05,
-                    ((205, 150, 70),), pattern="spots", pattern_size=0.035),
-    "king cheetah": _Look(0.30, 0.64, 0.06, 0.14, 30, 0.11, 0.05, 0.70, 0.04,
-                          ((212, 170, 105),), pattern="stripes", pattern_size=0.035),
-    "leopard": _Look(0.35, 0.52, 0.08, 0.13, 30, 0.13, 0.06, 0.68, 0.05,
-                     ((215, 170, 90),), pattern="spots", pattern_size=0.026),
-    "lion": _Look(0.38, 0.54, 0.09, 0.13, 30, 0.15, 0.07, 0.60, 0.04,
-                  ((200, 160, 92),), extra="mane", ears="round"),
-    "panther": _Look(0.35, 0.52, 0.08, 0.13, 30, 0.13, 0.06, 0.68, 0.05,
-                     ((32, 30, 34),), ears="round"),
-    "snow leopard": _Look(0.34, 0.48, 0.08, 0.12, 30, 0.13, 0.05, 0.80, 0.09,
-                          ((205, 205, 195),), pattern="spots", pattern_rgb=(80, 80, 80), pattern_size=0.03,
-                          ears="round"),
-    "tiger": _Look(0.36, 0.52, 0.09, 0.13, 30, 0.14, 0.06, 0.65, 0.05,
-                   ((228, 128, 38),), pattern="stripes", pattern_size=0.03, ears="round"),
-    "horse": _Look(0.44, 0.86, 0.08, 0.45, 55, 0.10, 0.22, 0.45, 0.07,
-                   (_BROWN, _BLACK, _WHITE, (160, 90, 45)), hooves=True),
-    "zebra": _Look(0.44, 0.80, 0.08, 0.40, 50, 0.11, 0.20, 0.40, 0.04,
-                   (_WHITE,), pattern="stripes", pattern_size=0.035, hooves=True),
-    "hamster": _Look(0.62, 0.18, 0.10, 0.04, 20, 0.22, 0.06, 0.04, 0.04,
-                     ((222, 170, 100), (200, 150, 95)), ears="round"),
-    "deer": _Look(0.40, 0.82, 0.06, 0.36, 55, 0.10, 0.14, 0.08, 0.05,
-                  ((168, 110, 60),), pattern="spots", pattern_rgb=(240, 235, 225), pattern_size=0.02,
-                  extra="antlers", hooves=True),
-    "moose": _Look(0.50, 0.86, 0.09, 0.24, 30, 0.14, 0.20, 0.06, 0.04,
-                   ((70, 50, 35),), extra="antlers", hooves=True),
-    "brown bear": _Look(0.56, 0.46, 0.13, 0.12, 15, 0.16, 0.10, 0.04, 0.05,
-                        ((112, 72, 40), (95, 60, 35)), ears="round"),
-    "polar bear": _Look(0.54, 0.48, 0.13, 0.16, 15, 0.15, 0.11, 0.04, 0.05,
-                        ((238, 234, 215),), ears="round"),
-    "giraffe": _Look(0.46, 1.00, 0.06, 0.90, 65, 0.08, 0.10, 0.40, 0.03,
-                     ((222, 172, 92),), pattern="spots", pattern_rgb=(120, 70, 35), pattern_size=0.06,
-                     extra="horns", hooves=True),
-    "pig": _Look(0.50, 0.30, 0.09, 0.05, 10, 0.15, 0.12, 0.10, 0.03,
-                 ((236, 172, 160), (200, 140, 130)), ears="droopy", hooves=True),
-    "rabbit": _Look(0.56, 0.30, 0.08, 0.06, 35, 0.15, 0.06, 0.06, 0.07,
-                    ((150, 140, 130), _WHITE, (140, 95, 60)), ears="long"),
-    "rat": _Look(0.40, 0.20, 0.06, 0.06, 20, 0.12, 0.12, 0.85, 0.025,
-                 ((110, 105, 100), (150, 140, 130)), ears="round"),
-    "raccoon": _Look(0.46, 0.36, 0.08, 0.08, 25, 0.14, 0.09, 0.40, 0.09,
-                     ((125, 122, 118),), ears="round"),
-    "rhino": _Look(0.56, 0.46, 0.13, 0.10, 10, 0.16, 0.16, 0.12, 0.03,
-                   ((128, 126, 120),), extra="nose_horn", hooves=True),
+    "antelope": _Look(
+        0.36, 0.78, 0.07, 0.30, 50, 0.10, 0.12, 0.14, 0.04, ((196, 150, 92), (178, 122, 70)), extra="horns", hooves=True
+    ),
+    "argali sheep": _Look(
+        0.44,
+        0.62,
+        0.08,
+        0.22,
+        40,
+        0.12,
+        0.09,
+        0.08,
+        0.05,
+        ((160, 132, 100), (140, 112, 85)),
+        extra="curled_horns",
+        hooves=True,
+    ),
+    "bison": _Look(
+        0.54,
+        0.52,
+        0.11,
+        0.12,
+        10,
+        0.15,
+        0.07,
+        0.22,
+        0.03,
+        ((82, 56, 36), (96, 66, 40)),
+        ears="round",
+        extra="hump",
+        hooves=True,
+    ),
+    "buffalo": _Look(
+        0.50,
+        0.56,
+        0.10,
+        0.15,
+        15,
+        0.14,
+        0.09,
+        0.30,
+        0.03,
+        ((55, 50, 50), (75, 65, 60)),
+        ears="droopy",
+        extra="horns",
+        hooves=True,
+    ),
+    "cow": _Look(
+        0.50,
+        0.56,
+        0.10,
+        0.18,
+        20,
+        0.13,
+        0.10,
+        0.45,
+        0.025,
+        ((238, 236, 230), (150, 90, 50)),
+        pattern="spots",
+        pattern_rgb=(30, 28, 28),
+        pattern_size=0.09,
+        ears="droopy",
+        hooves=True,
+    ),
+    "sheep": _Look(
+        0.56,
+        0.45,
+        0.07,
+        0.14,
+        30,
+        0.11,
+        0.08,
+        0.10,
+        0.06,
+        ((236, 230, 212), (215, 205, 185)),
+        ears="droopy",
+        hooves=True,
+    ),
+    "dog": _Look(
+        0.38,
+        0.62,
+        0.08,
+        0.25,
+        45,
+        0.12,
+        0.14,
+        0.40,
+        0.05,
+        ((150, 100, 55), _BLACK, (215, 170, 95), _WHITE),
+        ears="droopy",
+    ),
+    "fox": _Look(0.32, 0.46, 0.06, 0.20, 40, 0.11, 0.15, 0.62, 0.10, ((215, 112, 42), (200, 95, 35))),
+    "wolf": _Look(0.38, 0.64, 0.08, 0.22, 35, 0.13, 0.15, 0.45, 0.08, ((132, 127, 118), (105, 100, 95))),
+    "bobcat": _Look(
+        0.36,
+        0.48,
+        0.08,
+        0.12,
+        35,
+        0.13,
+        0.05,
+        0.12,
+        0.05,
+        ((172, 132, 92),),
+        pattern="spots",
+        pattern_rgb=(90, 60, 40),
+        pattern_size=0.02,
+    ),
+    "cat": _Look(
+        0.34,
+        0.46,
+        0.06,
+        0.12,
+        40,
+        0.12,
+        0.04,
+        0.70,
+        0.04,
+        (_GREY, (210, 130, 60), _BLACK, _WHITE),
+        pattern="stripes",
+        pattern_rgb=(60, 55, 50),
+        pattern_size=0.025,
+    ),
+    "cheetah": _Look(
+        0.30, 0.64, 0.06, 0.14, 30, 0.11, 0.05, 0.70, 0.04, ((215, 172, 100),), pattern="spots", pattern_size=0.018
+    ),
+    "jaguar": _Look(
+        0.40, 0.50, 0.09, 0.12, 25, 0.14, 0.06, 0.55, 0.05, ((205, 150, 70),), pattern="spots", pattern_size=0.035
+    ),
+    "king cheetah": _Look(
+        0.30, 0.64, 0.06, 0.14, 30, 0.11, 0.05, 0.70, 0.04, ((212, 170, 105),), pattern="stripes", pattern_size=0.035
+    ),
+    "leopard": _Look(
+        0.35, 0.52, 0.08, 0.13, 30, 0.13, 0.06, 0.68, 0.05, ((215, 170, 90),), pattern="spots", pattern_size=0.026
+    ),
+    "lion": _Look(0.38, 0.54, 0.09, 0.13, 30, 0.15, 0.07, 0.60, 0.04, ((200, 160, 92),), extra="mane", ears="round"),
+    "panther": _Look(0.35, 0.52, 0.08, 0.13, 30, 0.13, 0.06, 0.68, 0.05, ((32, 30, 34),), ears="round"),
+    "snow leopard": _Look(
+        0.34,
+        0.48,
+        0.08,
+        0.12,
+        30,
+        0.13,
+        0.05,
+        0.80,
+        0.09,
+        ((205, 205, 195),),
+        pattern="spots",
+        pattern_rgb=(80, 80, 80),
+        pattern_size=0.03,
+        ears="round",
+    ),
+    "tiger": _Look(
+        0.36,
+        0.52,
+        0.09,
+        0.13,
+        30,
+        0.14,
+        0.06,
+        0.65,
+        0.05,
+        ((228, 128, 38),),
+        pattern="stripes",
+        pattern_size=0.03,
+        ears="round",
+    ),
+    "horse": _Look(
+        0.44, 0.86, 0.08, 0.45, 55, 0.10, 0.22, 0.45, 0.07, (_BROWN, _BLACK, _WHITE, (160, 90, 45)), hooves=True
+    ),
+    "zebra": _Look(
+        0.44,
+        0.80,
+        0.08,
+        0.40,
+        50,
+        0.11,
+        0.20,
+        0.40,
+        0.04,
+        (_WHITE,),
+        pattern="stripes",
+        pattern_size=0.035,
+        hooves=True,
+    ),
+    "hamster": _Look(
+        0.62, 0.18, 0.10, 0.04, 20, 0.22, 0.06, 0.04, 0.04, ((222, 170, 100), (200, 150, 95)), ears="round"
+    ),
+    "deer": _Look(
+        0.40,
+        0.82,
+        0.06,
+        0.36,
+        55,
+        0.10,
+        0.14,
+        0.08,
+        0.05,
+        ((168, 110, 60),),
+        pattern="spots",
+        pattern_rgb=(240, 235, 225),
+        pattern_size=0.02,
+        extra="antlers",
+        hooves=True,
+    ),
+    "moose": _Look(0.50, 0.86, 0.09, 0.24, 30, 0.14, 0.20, 0.06, 0.04, ((70, 50, 35),), extra="antlers", hooves=True),
+    "brown bear": _Look(
+        0.56, 0.46, 0.13, 0.12, 15, 0.16, 0.10, 0.04, 0.05, ((112, 72, 40), (95, 60, 35)), ears="round"
+    ),
+    "polar bear": _Look(0.54, 0.48, 0.13, 0.16, 15, 0.15, 0.11, 0.04, 0.05, ((238, 234, 215),), ears="round"),
+    "giraffe": _Look(
+        0.46,
+        1.00,
+        0.06,
+        0.90,
+        65,
+        0.08,
+        0.10,
+        0.40,
+        0.03,
+        ((222, 172, 92),),
+        pattern="spots",
+        pattern_rgb=(120, 70, 35),
+        pattern_size=0.06,
+        extra="horns",
+        hooves=True,
+    ),
+    "pig": _Look(
+        0.50,
+        0.30,
+        0.09,
+        0.05,
+        10,
+        0.15,
+        0.12,
+        0.10,
+        0.03,
+        ((236, 172, 160), (200, 140, 130)),
+        ears="droopy",
+        hooves=True,
+    ),
+    "rabbit": _Look(
+        0.56, 0.30, 0.08, 0.06, 35, 0.15, 0.06, 0.06, 0.07, ((150, 140, 130), _WHITE, (140, 95, 60)), ears="long"
+    ),
+    "rat": _Look(0.40, 0.20, 0.06, 0.06, 20, 0.12, 0.12, 0.85, 0.025, ((110, 105, 100), (150, 140, 130)), ears="round"),
+    "raccoon": _Look(0.46, 0.36, 0.08, 0.08, 25, 0.14, 0.09, 0.40, 0.09, ((125, 122, 118),), ears="round"),
+    "rhino": _Look(
+        0.56, 0.46, 0.13, 0.10, 10, 0.16, 0.16, 0.12, 0.03, ((128, 126, 120),), extra="nose_horn", hooves=True
+    ),
 }
 _SPECIES_BY_NAME = {s.name: s for s in AP10K_CATEGORIES}
 SYNTHETIC_SPECIES: tuple[Species, ...] = tuple(_SPECIES_BY_NAME[name] for name in _LOOKS)
@@ -223,12 +404,12 @@ def _capsule(p0: np.ndarray, p1: np.ndarray, r0: float, r1: float, n: int = 7) -
     ang = math.atan2(d[1], d[0])
     a1 = ang + np.linspace(-math.pi / 2, math.pi / 2, n)
     a0 = ang + np.linspace(math.pi / 2, 3 * math.pi / 2, n)
-    return np.concatenate([p1 + r1 * np.stack([np.cos(a1), np.sin(a1)], 1),
-                           p0 + r0 * np.stack([np.cos(a0), np.sin(a0)], 1)])
+    return np.concatenate(
+        [p1 + r1 * np.stack([np.cos(a1), np.sin(a1)], 1), p0 + r0 * np.stack([np.cos(a0), np.sin(a0)], 1)]
+    )
 
 
-def _leg(rng: np.random.Generator, top: np.ndarray, length: float,
-         front: bool) -> tuple[np.ndarray, np.ndarray]:
+def _leg(rng: np.random.Generator, top: np.ndarray, length: float, front: bool) -> tuple[np.ndarray, np.ndarray]:
     """Middle joint and paw of one leg; angles from the vertical, positive = forward."""
     if front:
         a1 = rng.uniform(-25, 25)
@@ -269,15 +450,19 @@ def _build_body(look: _Look, rng: np.random.Generator) -> _Body:
     back: list[_Shape] = []
     front: list[_Shape] = []
     for side, store, rgb in (("far", far, far_rgb), ("near", near, near_rgb)):
-        for top_name, mid_name, paw_name, is_front in (("shoulder", "elbow", "front_paw", True),
-                                                        ("hip", "knee", "back_paw", False)):
+        for top_name, mid_name, paw_name, is_front in (
+            ("shoulder", "elbow", "front_paw", True),
+            ("hip", "knee", "back_paw", False),
+        ):
             top = store[top_name]
             mid, paw = _leg(rng, top, leg_len, is_front)
             store[mid_name], store[paw_name] = mid, paw
             w_top = leg_w * (1.5 if not is_front else 1.15)
-            shapes = [_Shape(_capsule(top, mid, w_top / 2, leg_w * 0.38), rgb),
-                      _Shape(_capsule(mid, paw, leg_w * 0.38, leg_w * 0.3), rgb),
-                      _Shape(_ellipse(paw + np.array([0.01, 0.0]), leg_w * 0.5, leg_w * 0.35), paw_rgb)]
+            shapes = [
+                _Shape(_capsule(top, mid, w_top / 2, leg_w * 0.38), rgb),
+                _Shape(_capsule(mid, paw, leg_w * 0.38, leg_w * 0.3), rgb),
+                _Shape(_ellipse(paw + np.array([0.01, 0.0]), leg_w * 0.5, leg_w * 0.35), paw_rgb),
+            ]
             if side == "near":
                 for s in shapes:
                     s.outline = outline_rgb
@@ -324,14 +509,25 @@ def _build_body(look: _Look, rng: np.random.Generator) -> _Body:
     front_head = _head_extras(look, at, head, pitch, coat, nose_along=0.75 + snout / head)
     pattern = _pattern(look, rng, torso)
     near["eye"], far["eye"] = eye, eye + 0.5 * depth
-    return _Body(back=back, torso=torso, front=front_head + front, pattern=pattern,
-                 pattern_rgb=np.array(look.pattern_rgb, float), eye=eye, eye_r=0.2 * head, nose=nose,
-                 nose_r=0.3 * snout_r, near=near, far=far,
-                 centre={"nose": nose, "neck": neck_kp, "root_of_tail": tail_root})
+    return _Body(
+        back=back,
+        torso=torso,
+        front=front_head + front,
+        pattern=pattern,
+        pattern_rgb=np.array(look.pattern_rgb, float),
+        eye=eye,
+        eye_r=0.2 * head,
+        nose=nose,
+        nose_r=0.3 * snout_r,
+        near=near,
+        far=far,
+        centre={"nose": nose, "neck": neck_kp, "root_of_tail": tail_root},
+    )
 
 
-def _head_extras(look: _Look, at: Callable[[float, float], np.ndarray], h: float, pitch: float,
-                 coat: np.ndarray, nose_along: float) -> list[_Shape]:
+def _head_extras(
+    look: _Look, at: Callable[[float, float], np.ndarray], h: float, pitch: float, coat: np.ndarray, nose_along: float
+) -> list[_Shape]:
     """Ears and horns/antlers, drawn over the head; `at` maps head-frame offsets to animal coordinates."""
     ear_rgb, horn_rgb = coat * 0.8, np.array([205.0, 195, 165])
     if look.ears == "pointed":
@@ -351,12 +547,12 @@ def _head_extras(look: _Look, at: Callable[[float, float], np.ndarray], h: float
         shapes.append(_Shape(_capsule(base, tip, 0.08 * h, 0.05 * h), horn_rgb * 0.75))
         for f in (0.45, 0.8):
             tine = base + f * (tip - base)
-            shapes.append(_Shape(_capsule(tine, tine + at(0.35, 0.35) - at(0, 0), 0.06 * h, 0.04 * h),
-                                 horn_rgb * 0.75))
+            shapes.append(_Shape(_capsule(tine, tine + at(0.35, 0.35) - at(0, 0), 0.06 * h, 0.04 * h), horn_rgb * 0.75))
     elif look.extra == "nose_horn":
         root = nose_along - 0.35 * (nose_along - 0.75)  # on the snout, a third of the way back from the nose
-        shapes.append(_Shape(np.stack([at(root - 0.25, 0.25), at(root + 0.2, 0.25), at(root - 0.05, 0.95)]),
-                             horn_rgb * 0.85))
+        shapes.append(
+            _Shape(np.stack([at(root - 0.25, 0.25), at(root + 0.2, 0.25), at(root - 0.05, 0.95)]), horn_rgb * 0.85)
+        )
     return shapes
 
 
@@ -398,8 +594,9 @@ def _affine(points: np.ndarray, lin: np.ndarray, offset: np.ndarray) -> np.ndarr
     return points @ lin.T + offset
 
 
-def _draw_animal(body: _Body, lin: np.ndarray, offset: np.ndarray, scale: float,
-                 size: int) -> tuple[np.ndarray, np.ndarray]:
+def _draw_animal(
+    body: _Body, lin: np.ndarray, offset: np.ndarray, scale: float, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw one animal on its own layer; returns (BGR layer, silhouette mask uint8)."""
     layer = np.zeros((size, size, 3), np.uint8)
     mask = np.zeros((size, size), np.uint8)
@@ -542,9 +739,17 @@ def render_synthetic_image(rng: np.random.Generator, image_size: int = 256) -> S
                 for p in placed:
                     xy = np.clip(np.rint(p.kps), 0, image_size - 1).astype(int)
                     p.hidden_by_later |= mask[xy[:, 1], xy[:, 0]] > 0
-                placed.append(_Placed(kps=kps, upright=_affine(kps_local, flip * scale, offset), layer=layer,
-                                      mask=mask > 0, facing_right=facing_right, rotation=rotation,
-                                      hidden_by_later=np.zeros(len(kps), bool)))
+                placed.append(
+                    _Placed(
+                        kps=kps,
+                        upright=_affine(kps_local, flip * scale, offset),
+                        layer=layer,
+                        mask=mask > 0,
+                        facing_right=facing_right,
+                        rotation=rotation,
+                        hidden_by_later=np.zeros(len(kps), bool),
+                    )
+                )
                 break
         else:
             break  # no room for another animal without hiding the others
@@ -558,11 +763,18 @@ def render_synthetic_image(rng: np.random.Generator, image_size: int = 256) -> S
         keypoints[labelled, :2] = np.rint(p.kps[labelled])
         keypoints[labelled, 2] = 2
         x, y, w, h = cv2.boundingRect(p.mask.astype(np.uint8))
-        animals.append(SyntheticAnimal(species=species, keypoints=keypoints,
-                                       positions=p.kps.astype(np.float32),
-                                       upright_positions=p.upright.astype(np.float32),
-                                       facing_right=p.facing_right, rotation_deg=p.rotation,
-                                       bbox=(x, y, w, h), mask=p.mask))
+        animals.append(
+            SyntheticAnimal(
+                species=species,
+                keypoints=keypoints,
+                positions=p.kps.astype(np.float32),
+                upright_positions=p.upright.astype(np.float32),
+                facing_right=p.facing_right,
+                rotation_deg=p.rotation,
+                bbox=(x, y, w, h),
+                mask=p.mask,
+            )
+        )
     img = cv2.GaussianBlur(img, (3, 3), 0.6)
     noise = rng.normal(0.0, rng.uniform(2, 8), img.shape)
     img = np.clip(img + noise, 0, 255).astype(np.uint8)

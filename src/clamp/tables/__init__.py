@@ -7,6 +7,12 @@ from clamp.tables.paper import ConfigRow, PaperRow, PaperTable, PaperTableError,
 from clamp.tables.render import FORMATS, render_table
 
 __all__ = [
-    "FORMATS", "ConfigRow", "PaperRow", "PaperTable", "PaperTableError", "load_paper_tables", "parse_paper_tables",
+    "FORMATS",
+    "ConfigRow",
+    "PaperRow",
+    "PaperTable",
+    "PaperTableError",
+    "load_paper_tables",
+    "parse_paper_tables",
     "render_table",
 ]

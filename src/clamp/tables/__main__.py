@@ -1,10 +1,10 @@
 """Paper tables, and our runs laid out as them.
 
-    python -m clamp.tables --paper N [--format md|csv|latex]       # table N as printed in the paper
-    python -m clamp.tables DIR [DIR ...] [--table N]               # runs / multiruns beside table N
-    python -m clamp.tables --complexity complexity.json [DIR ...]  # Table 7 (scripts/complexity.py --json)
-    python -m clamp.tables DIR [DIR ...] --sweep split.k [--plot curve.png]   # a shot sweep: AP against k
-    python -m clamp.tables --wandb ENTITY/PROJECT --group table2   # the runs of a W&B group instead of folders
+python -m clamp.tables --paper N [--format md|csv|latex]       # table N as printed in the paper
+python -m clamp.tables DIR [DIR ...] [--table N]               # runs / multiruns beside table N
+python -m clamp.tables --complexity complexity.json [DIR ...]  # Table 7 (scripts/complexity.py --json)
+python -m clamp.tables DIR [DIR ...] --sweep split.k [--plot curve.png]   # a shot sweep: AP against k
+python -m clamp.tables --wandb ENTITY/PROJECT --group table2   # the runs of a W&B group instead of folders
 """
 
 from __future__ import annotations
@@ -37,17 +37,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("runs", nargs="*", type=Path, metavar="DIR", help="run or multirun folders to lay out")
     parser.add_argument("--paper", type=int, metavar="N", help="the number of the paper table to print")
-    parser.add_argument("--table", type=int, metavar="N", help="the paper table to lay the runs out as "
-                        "(default: from the runs' task name, e.g. table2)")
-    parser.add_argument("--complexity", type=Path, metavar="FILE",
-                        help="Table 7 from this report of `python scripts/complexity.py --json`")
-    parser.add_argument("--sweep", metavar="KEY", help="lay the runs out along this config key instead "
-                        "(e.g. split.k for a shot sweep)")
+    parser.add_argument(
+        "--table",
+        type=int,
+        metavar="N",
+        help="the paper table to lay the runs out as (default: from the runs' task name, e.g. table2)",
+    )
+    parser.add_argument(
+        "--complexity",
+        type=Path,
+        metavar="FILE",
+        help="Table 7 from this report of `python scripts/complexity.py --json`",
+    )
+    parser.add_argument(
+        "--sweep", metavar="KEY", help="lay the runs out along this config key instead (e.g. split.k for a shot sweep)"
+    )
     parser.add_argument("--plot", type=Path, metavar="PNG", help="with --sweep: also draw AP against the key")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from a W&B project (online)")
     parser.add_argument("--group", help="with --wandb: only the runs of this group (a table's task name)")
-    parser.add_argument("--format", choices=FORMATS, default="md",
-                        help="md (GitHub Markdown, the default), csv (no caption) or latex (booktabs)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="md",
+        help="md (GitHub Markdown, the default), csv (no caption) or latex (booktabs)",
+    )
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the table to FILE instead of the console")
     return parser
 

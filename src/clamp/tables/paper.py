@@ -79,8 +79,11 @@ class PaperTable:
 
     def cells(self) -> list[list[str]]:
         """Every row as strings in header order; numbers as transcribed, empty cells empty."""
-        return [[row.printed[name] for name in self.label_columns]
-                + [format_value(row.values[name]) for name in self.columns] for row in self.rows]
+        return [
+            [row.printed[name] for name in self.label_columns]
+            + [format_value(row.values[name]) for name in self.columns]
+            for row in self.rows
+        ]
 
 
 def format_value(value: Value) -> str:
@@ -139,8 +142,10 @@ def _parse_table(raw: Any, where: str) -> PaperTable:
         experiment=_optional_str(entry["experiment"], f"{where}: 'experiment'"),
         label_columns=label_columns,
         columns=columns,
-        rows=tuple(_parse_row(row, label_columns, columns, f"{where}, row {index}")
-                   for index, row in enumerate(raw_rows, start=1)),
+        rows=tuple(
+            _parse_row(row, label_columns, columns, f"{where}, row {index}")
+            for index, row in enumerate(raw_rows, start=1)
+        ),
         fractions=MappingProxyType(fractions),
         note=_optional_str(entry.get("note"), f"{where}: 'note'"),
     )
@@ -162,6 +167,7 @@ def _parse_row(raw: Any, label_columns: tuple[str, ...], columns: tuple[str, ...
     for switch in _ROW_SWITCHES:
         if not isinstance(entry.get(switch), bool | None):
             raise PaperTableError(f"{where}: {switch!r} must be true, false or absent")
+
     def text(name: str) -> str | None:
         return _optional_str(entry.get(name), f"{where}: {name!r}")
 
@@ -186,8 +192,10 @@ def _parse_config_row(raw: Any, where: str) -> ConfigRow | None:
     if raw is None:
         return None
     entry = _keys(raw, where, required={"method"}, optional={"split"})
-    return ConfigRow(method=_typed(entry["method"], str, f"{where}: 'method'"),
-                     split=_optional_str(entry.get("split"), f"{where}: 'split'"))
+    return ConfigRow(
+        method=_typed(entry["method"], str, f"{where}: 'method'"),
+        split=_optional_str(entry.get("split"), f"{where}: 'split'"),
+    )
 
 
 def _keys(raw: Any, where: str, required: Iterable[str], optional: Iterable[str] = ()) -> dict[str, Any]:

@@ -16,12 +16,25 @@ FORMATS = ("md", "csv", "latex")
 # A column whose filled cells all start with a number is right-aligned (md and latex).
 _NUMERIC = re.compile(r"^[−+-]?\d")
 _MARKDOWN_SPECIAL = re.compile(r"([\\|*_`])")
-_LATEX_SPECIAL = str.maketrans({
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "<": r"\textless{}", ">": r"\textgreater{}",
-    "✓": r"\checkmark{}", "✕": r"$\times$", "−": r"$-$",  # \checkmark needs amssymb
-})
+_LATEX_SPECIAL = str.maketrans(
+    {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+        "<": r"\textless{}",
+        ">": r"\textgreater{}",
+        "✓": r"\checkmark{}",
+        "✕": r"$\times$",
+        "−": r"$-$",  # \checkmark needs amssymb
+    }
+)
 
 
 def render_table(columns: Sequence[str], rows: Sequence[Sequence[str]], fmt: str, caption: str | None = None) -> str:
@@ -37,8 +50,10 @@ def render_table(columns: Sequence[str], rows: Sequence[Sequence[str]], fmt: str
             raise ValueError(f"row {index} has {len(row)} cells for {len(columns)} columns")
     if fmt == "csv":
         return _csv(columns, rows)
-    numeric = [bool(filled) and all(_NUMERIC.match(cell) for cell in filled)
-               for filled in ([cell for cell in column if cell] for column in zip(*rows, strict=True))]
+    numeric = [
+        bool(filled) and all(_NUMERIC.match(cell) for cell in filled)
+        for filled in ([cell for cell in column if cell] for column in zip(*rows, strict=True))
+    ]
     numeric = numeric or [False] * len(columns)  # no rows: nothing to align by
     if fmt == "md":
         return _markdown(columns, rows, numeric, caption)
@@ -59,12 +74,17 @@ def _markdown(columns: Sequence[str], rows: Sequence[Sequence[str]], numeric: li
     widths = [max(3, *(len(line[i]) for line in [header, *body])) for i in range(len(columns))]
 
     def line(cells: Sequence[str]) -> str:
-        padded = (cell.rjust(width) if right else cell.ljust(width)
-                  for cell, width, right in zip(cells, widths, numeric, strict=True))
+        padded = (
+            cell.rjust(width) if right else cell.ljust(width)
+            for cell, width, right in zip(cells, widths, numeric, strict=True)
+        )
         return "| " + " | ".join(padded) + " |"
 
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if right else "-" * (w + 2)
-                          for w, right in zip(widths, numeric, strict=True)) + "|"
+    rule = (
+        "|"
+        + "|".join(("-" * (w + 1) + ":") if right else "-" * (w + 2) for w, right in zip(widths, numeric, strict=True))
+        + "|"
+    )
     lines = [line(header), rule, *(line(cells) for cells in body)]
     if caption:
         lines += ["", _markdown_cell(caption)]
@@ -77,8 +97,15 @@ def _markdown_cell(text: str) -> str:
 
 def _latex(columns: Sequence[str], rows: Sequence[Sequence[str]], numeric: list[bool], caption: str | None) -> str:
     spec = "".join("r" if right else "l" for right in numeric)
-    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", _latex_row(columns), r"\midrule",
-             *(_latex_row(row) for row in rows), r"\bottomrule", r"\end{tabular}"]
+    lines = [
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        _latex_row(columns),
+        r"\midrule",
+        *(_latex_row(row) for row in rows),
+        r"\bottomrule",
+        r"\end{tabular}",
+    ]
     if caption:
         lines = [r"\begin{table}[t]", r"\centering", *lines, rf"\caption{{{_latex_cell(caption)}}}", r"\end{table}"]
     return "\n".join(lines)

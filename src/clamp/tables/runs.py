@@ -104,12 +104,14 @@ def row_key(config: Mapping[str, Any]) -> tuple[str, str | None]:
 def ran(config: Mapping[str, Any]) -> str:
     """What a run actually trained, for the row label: model, starting weights, data."""
     weights = _get(config, "model.pretrained")
-    parts = [str(_get(config, "model.name", "?")),
-             "random weights" if weights is None else Path(str(weights)).name]
+    parts = [str(_get(config, "model.name", "?")), "random weights" if weights is None else Path(str(weights)).name]
     if _get(config, "data.generate") is not None:
         parts.append("synthetic data")
-    switches = [f"{k}={v}" for k, v in sorted((_get(config, "model.overrides", {}) or {}).items())
-                if k not in ("input_size", "heatmap_size")]
+    switches = [
+        f"{k}={v}"
+        for k, v in sorted((_get(config, "model.overrides", {}) or {}).items())
+        if k not in ("input_size", "heatmap_size")
+    ]
     return ", ".join(parts + switches)
 
 
@@ -154,14 +156,18 @@ def layout(table: PaperTable, runs: Sequence[Run]) -> tuple[list[str], list[list
         used.add(key)
         label = [row.printed[c] for c in table.label_columns]
         described = "; ".join(sorted({ran(r.config) for r in matched})) or "—"
-        rows.append(label + [described] + [_cell(_column_values(table, matched, c), row.values[c])
-                                            for c in table.columns])
+        rows.append(
+            label + [described] + [_cell(_column_values(table, matched, c), row.values[c]) for c in table.columns]
+        )
     for key, matched in sorted(by_row.items(), key=lambda item: str(item[0])):
         if key in used:
             continue
         label = [key[0] if i == 0 else (key[1] or "") if i == 1 else "" for i in range(len(table.label_columns))]
-        rows.append(label + ["; ".join(sorted({ran(r.config) for r in matched}))]
-                    + [_cell(_column_values(table, matched, c), None) for c in table.columns])
+        rows.append(
+            label
+            + ["; ".join(sorted({ran(r.config) for r in matched}))]
+            + [_cell(_column_values(table, matched, c), None) for c in table.columns]
+        )
     header = [*table.label_columns, "ran", *(f"{c} ours (paper, Δ)" for c in table.columns)]
     return header, rows
 
@@ -190,8 +196,9 @@ def complexity_runs(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def layout_complexity(table: PaperTable, report: Sequence[Mapping[str, Any]],
-                      runs: Sequence[Run] = ()) -> tuple[list[str], list[list[str]]]:
+def layout_complexity(
+    table: PaperTable, report: Sequence[Mapping[str, Any]], runs: Sequence[Run] = ()
+) -> tuple[list[str], list[list[str]]]:
     """Table 7: parameters and GFLOPs from the complexity report, AP from runs when given."""
     measured = {r["model"]: r for r in report}
     by_row: dict[str, list[Run]] = defaultdict(list)
@@ -201,11 +208,16 @@ def layout_complexity(table: PaperTable, report: Sequence[Mapping[str, Any]],
     for row in table.rows:
         method = row.row.method if row.row is not None else ""
         model = measured.get(method)
-        ours = {"Params(M)": [model["params_excluding_text_encoder"] / 1e6] if model else [],
-                "GFLOPs": [model["gflops"]] if model else [],
-                "AP": [v for v in (_percent(r, "AP") for r in by_row.get(method, [])) if v is not None]}
-        rows.append([row.printed[c] for c in table.label_columns] + [method if model else "—"]
-                    + [_cell(ours[c], row.values[c]) for c in table.columns])
+        ours = {
+            "Params(M)": [model["params_excluding_text_encoder"] / 1e6] if model else [],
+            "GFLOPs": [model["gflops"]] if model else [],
+            "AP": [v for v in (_percent(r, "AP") for r in by_row.get(method, [])) if v is not None],
+        }
+        rows.append(
+            [row.printed[c] for c in table.label_columns]
+            + [method if model else "—"]
+            + [_cell(ours[c], row.values[c]) for c in table.columns]
+        )
     return [*table.label_columns, "ran", *(f"{c} ours (paper, Δ)" for c in table.columns)], rows
 
 
@@ -222,8 +234,9 @@ def sweep_layout(runs: Sequence[Run], axis: str = "split.k") -> tuple[list[str],
         raise RunsError(f"no run sets {axis}; pass --sweep with a config key the runs vary")
     values = sorted({v for per_value in cells.values() for v in per_value}, key=lambda v: (str(type(v)), v))
     header = ["method", *(f"{axis.split('.')[-1]}={v}" for v in values)]
-    rows = [[method] + [_cell(per_value.get(v, []), None) for v in values]
-            for method, per_value in sorted(cells.items())]
+    rows = [
+        [method] + [_cell(per_value.get(v, []), None) for v in values] for method, per_value in sorted(cells.items())
+    ]
     curves = {m: [(v, statistics.fmean(p[v])) for v in values if p.get(v)] for m, p in cells.items()}
     return header, rows, curves
 
@@ -243,19 +256,31 @@ def plot_curves(curves: Mapping[str, Sequence[tuple[Any, float]]], path: Path, x
     y_low, y_high = min(0.0, min(ys)), max(100.0 if max(ys) > 50 else max(ys) * 1.1, 1e-6)
 
     def to_px(x: float, y: float) -> tuple[int, int]:
-        return (int(margin + (x - x_low) / (x_high - x_low) * (width - 2 * margin)),
-                int(height - margin - (y - y_low) / (y_high - y_low) * (height - 2 * margin)))
+        return (
+            int(margin + (x - x_low) / (x_high - x_low) * (width - 2 * margin)),
+            int(height - margin - (y - y_low) / (y_high - y_low) * (height - 2 * margin)),
+        )
 
     cv2.line(canvas, to_px(x_low, y_low), to_px(x_high, y_low), (0, 0, 0), 1)
     cv2.line(canvas, to_px(x_low, y_low), to_px(x_low, y_high), (0, 0, 0), 1)
     for x in xs:
-        cv2.putText(canvas, f"{x:g}", (to_px(x, y_low)[0] - 10, height - margin + 25), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            f"{x:g}",
+            (to_px(x, y_low)[0] - 10, height - margin + 25),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     for y in np.linspace(y_low, y_high, 5):
-        cv2.putText(canvas, f"{y:.0f}", (10, to_px(x_low, y)[1] + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-    cv2.putText(canvas, xlabel, (width // 2 - 40, height - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1,
-                cv2.LINE_AA)
+        cv2.putText(
+            canvas, f"{y:.0f}", (10, to_px(x_low, y)[1] + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+        )
+    cv2.putText(
+        canvas, xlabel, (width // 2 - 40, height - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA
+    )
     cv2.putText(canvas, "AP", (10, margin - 25), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     palette = [(213, 94, 0), (0, 114, 178), (0, 158, 115), (204, 121, 167), (230, 159, 0), (86, 180, 233)]
     for i, (method, points) in enumerate(sorted(curves.items())):
@@ -265,8 +290,16 @@ def plot_curves(curves: Mapping[str, Sequence[tuple[Any, float]]], path: Path, x
             cv2.line(canvas, a, b, color, 2, cv2.LINE_AA)
         for p in pixels:
             cv2.circle(canvas, p, 4, color, -1, cv2.LINE_AA)
-        cv2.putText(canvas, method, (width - margin - 180, margin + 20 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            method,
+            (width - margin - 180, margin + 20 * i),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            color,
+            1,
+            cv2.LINE_AA,
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), canvas)
     return path
@@ -286,6 +319,7 @@ def wandb_runs(project: str, group: str | None, api: Any = None) -> list[Run]:
         if metrics:
             runs.append(Run(Path(f"wandb:{project}/{remote.id}"), dict(remote.config), metrics))
     if not runs:
-        raise RunsError(f"W&B project {project} has no finished run with test metrics"
-                        + (f" in group {group}" if group else ""))
+        raise RunsError(
+            f"W&B project {project} has no finished run with test metrics" + (f" in group {group}" if group else "")
+        )
     return runs
