@@ -113,6 +113,17 @@ def test_fewshot_learning_rate_follows_the_backbone():
     assert compose_train(["+experiment=fewshot20"]).optimizer.lr == pytest.approx(5e-5)
 
 
+def test_vit_backbones_train_with_the_official_stochastic_depth_and_the_others_without():
+    rates = {
+        backbone: compose_train([f"backbone={backbone}"]).model.overrides.drop_path_rate
+        for backbone in ("vitb16", "vitl14", "rn50", "rn50_imagenet", "tiny_rn")
+    }
+    assert rates == {"vitb16": 0.4, "vitl14": 0.4, "rn50": 0.0, "rn50_imagenet": 0.0, "tiny_rn": 0.0}
+    # A table row that sets its own switches keeps its backbone's rate; the smoke stand-in trains with it.
+    row = compose_train(["+experiment=supervised", "+method=clamp_vitb16_learned_matrix", "+debug=smoke"])
+    assert row.model.overrides.drop_path_rate == 0.4 and row.model.overrides.prompt_source == "learned_matrix"
+
+
 def test_zeroshot_pairs_name_the_papers_families():
     pairs = {
         "zeroshot_bovidae_canidae": ("Bovidae", "Canidae"),

@@ -16,6 +16,7 @@ from clamp.models.image_encoders import (
     ImageFeatures,
     ImageNetResNet50,
     build_clip_image_encoder,
+    drop_path,
 )
 from clamp.models.weight_files import PretrainedWeightsError, load_clip_state_dict
 
@@ -134,6 +135,53 @@ def test_vit_position_table_interpolated_per_forward_matches_resized_checkpoint(
         out = DenseCLIPViT(tiny_vit.visual)(images)
         expected = model96.encode_image(images)
     torch.testing.assert_close(out.global_embedding, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_dim", [0, 1])
+def test_drop_path_zeroes_whole_samples_at_its_rate_and_keeps_the_expectation(batch_dim):
+    torch.manual_seed(0)
+    x = torch.ones(4, 20000, 3) if batch_dim == 1 else torch.ones(20000, 4, 3)
+    out = drop_path(x, 0.25, training=True, batch_dim=batch_dim).movedim(batch_dim, 0).reshape(20000, -1)
+    per_sample = out[:, 0]
+    assert torch.equal(out, per_sample[:, None].expand_as(out))  # a sample is dropped or kept whole
+    assert per_sample.unique().tolist() == pytest.approx([0.0, 1 / 0.75])
+    assert (per_sample == 0).float().mean().item() == pytest.approx(0.25, abs=0.01)
+    assert out.mean().item() == pytest.approx(1.0, abs=0.02)
+    assert drop_path(x, 0.25, training=False) is x
+
+
+def test_vit_drop_path_rises_linearly_over_blocks_and_leaves_eval_and_weights_alone(tiny_vit):
+    plain = DenseCLIPViT(copy.deepcopy(tiny_vit).visual)
+    dropping = DenseCLIPViT(copy.deepcopy(tiny_vit).visual, drop_path_rate=0.4)
+    assert plain.drop_path_rates == [] and dropping.drop_path_rates == pytest.approx([0.0, 0.4])
+    assert dropping.state_dict().keys() == plain.state_dict().keys()
+    images = _images(64, batch=64)
+    with torch.no_grad():
+        assert torch.equal(dropping.eval()(images).features, plain.eval()(images).features)
+        dropping.train()
+        # The last block's branches drop per sample: some samples' MLP residual is exactly zero.
+        seen = []
+        last = dropping.visual.transformer.resblocks[-1]
+        handle = last.ls_2.register_forward_hook(lambda m, i, o: seen.append(o.flatten(1).abs().sum(1) == 0))
+        torch.manual_seed(0)
+        dropping(images)
+        handle.remove()
+        assert 10 <= int(seen[0].sum()) <= 42  # 0.4 of 64 samples (binomial, far tails excluded)
+        first = dropping.visual.transformer.resblocks[0]
+        handle = first.ls_2.register_forward_hook(lambda m, i, o: seen.append(o.flatten(1).abs().sum(1) == 0))
+        dropping(images)
+        handle.remove()
+        assert not seen[1].any()  # rate 0 in the first block
+
+
+def test_drop_path_is_refused_off_the_clip_vit(tiny_rn):
+    with pytest.raises(TypeError, match="drop_path_rate applies to CLIP ViT"):
+        build_clip_image_encoder(tiny_rn, drop_path_rate=0.1)
+    from clamp.models import create_model
+
+    with pytest.raises(TypeError, match="drop_path_rate apply to CLIP backbones"):
+        create_model("simplebaseline_tiny_rn_imagenet", drop_path_rate=0.1)
+    assert create_model("clamp_tiny_vit", drop_path_rate=0.4).config["drop_path_rate"] == 0.4
 
 
 def test_gradients_reach_backbone_and_projector(tiny_rn):

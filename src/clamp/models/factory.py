@@ -85,7 +85,15 @@ KINDS = ("clamp", "simplebaseline")
 OPENCLIP_NAME = "{kind}_openclip:{arch}"
 _OPENCLIP_INFIX = "_openclip:"
 
-_COMMON_OVERRIDES = ("input_size", "heatmap_size", "num_deconv", "deconv_channels", "quick_gelu", "backbone_overrides")
+_COMMON_OVERRIDES = (
+    "input_size",
+    "heatmap_size",
+    "num_deconv",
+    "deconv_channels",
+    "quick_gelu",
+    "backbone_overrides",
+    "drop_path_rate",
+)
 _CLAMP_OVERRIDES = _COMMON_OVERRIDES + (
     "prompt_source",
     "num_context",
@@ -179,6 +187,7 @@ def create_model(
             :func:`clamp.models.clip_backbone.backbone_family`) or a tiny config name.
         **overrides: constructor options, e.g. ``input_size`` (int, square), ``heatmap_size``,
             ``use_prompt_encoder``, ``spatial_upsample``, ``prompt_source``, ``num_context``;
+            ``drop_path_rate`` (stochastic depth of a CLIP ViT in training, linear over the blocks);
             ``backbone_overrides`` (open_clip config keys merged into the architecture's, e.g.
             ``{"embed_dim": 64, "vision_cfg": {"width": 64, "layers": 2}}``); an unknown key raises with
             the list of valid ones.
@@ -206,20 +215,24 @@ def create_model(
         raise TypeError(f"create_model('{name}'): input_size must be an int (square input), got {input_size!r}")
     heatmap_size = opts.pop("heatmap_size", None) or _heatmap_size(cfg, input_size)
     quick_gelu = opts.pop("quick_gelu", None)
+    drop_path_rate = float(opts.pop("drop_path_rate", 0.0))
     opts.setdefault("deconv_channels", cfg.deconv_channels)
     config: dict[str, Any] = {"name": name, "keypoints": spec.to_dict(), **overrides}
     if name in KINDS:
         config["backbone"] = cfg.backbone
 
     if cfg.backbone in (IMAGENET_RESNET50, IMAGENET_TINY_RESNET):
-        if quick_gelu is not None or backbone_overrides:
-            raise TypeError(f"create_model('{name}'): quick_gelu and backbone_overrides apply to CLIP backbones only")
+        if quick_gelu is not None or backbone_overrides or drop_path_rate:
+            raise TypeError(
+                f"create_model('{name}'): quick_gelu, backbone_overrides and drop_path_rate apply to CLIP "
+                "backbones only"
+            )
         image_encoder = ImageNetResNet50(weights=pretrained, tiny=cfg.backbone == IMAGENET_TINY_RESNET)
         clip_model = None
     else:
         clip_kwargs = {**backbone_overrides, **({} if quick_gelu is None else {"quick_gelu": bool(quick_gelu)})}
         clip_model = load_open_clip(cfg.backbone, pretrained, image_size=input_size, **clip_kwargs)
-        image_encoder = build_clip_image_encoder(clip_model)
+        image_encoder = build_clip_image_encoder(clip_model, drop_path_rate=drop_path_rate)
         # Record the activation actually built (a tag may set it) so that a rebuild matches the weights.
         config["quick_gelu"] = isinstance(text_tower(clip_model).transformer.resblocks[0].mlp.gelu, QuickGELU)
 

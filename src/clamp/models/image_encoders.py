@@ -46,6 +46,7 @@ __all__ = [
     "DenseTimmViT",
     "ImageNetResNet50",
     "build_clip_image_encoder",
+    "drop_path",
 ]
 
 
@@ -138,6 +139,28 @@ class DenseCLIPResNet(nn.Module):
         return out[0], dense
 
 
+def drop_path(x: Tensor, rate: float, training: bool, batch_dim: int = 0) -> Tensor:
+    """Stochastic depth (Huang et al., 2016): zero a residual branch per sample with probability ``rate``
+    and scale the kept ones by 1 / (1 - rate), so that the expected output is unchanged; identity in eval."""
+    if not training or rate == 0.0:
+        return x
+    keep = 1.0 - rate
+    shape = [1] * x.ndim
+    shape[batch_dim] = x.shape[batch_dim]
+    return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
+
+
+class _DropPathHook:
+    """Forward hook on a residual branch's last module (open_clip's ``ls_1`` / ``ls_2``): its output
+    through :func:`drop_path`. A hook leaves the module tree, and so the state dict, unchanged."""
+
+    def __init__(self, rate: float, batch_dim: int) -> None:
+        self.rate, self.batch_dim = rate, batch_dim
+
+    def __call__(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
+        return drop_path(output, self.rate, module.training, self.batch_dim)
+
+
 class DenseCLIPViT(nn.Module):
     """CLIP VisionTransformer returning patch features and their joint-space projection (official Sec. 1.2).
 
@@ -148,13 +171,17 @@ class DenseCLIPViT(nn.Module):
     tokens: the class token gives the global embedding (identical to ``CLIP.encode_image``), the patch
     tokens the dense map.
 
-    Stochastic depth (drop_path 0.4 in the official ViT configs) is not applied: open_clip's blocks have
-    no drop-path hook, and rewriting them would break weight compatibility with open_clip.
+    ``drop_path_rate`` > 0 trains with stochastic depth as the official ViT configs (0.4 there): block i
+    of n drops its attention and its MLP branch, each with its own per-sample draw, with probability
+    ``drop_path_rate * i / (n - 1)`` (0 for the first block, rising linearly). It runs as forward hooks
+    on open_clip's ``ls_1`` / ``ls_2``, so the modules, the weights and their names stay open_clip's.
     """
 
-    def __init__(self, visual: VisionTransformer) -> None:
+    def __init__(self, visual: VisionTransformer, drop_path_rate: float = 0.0) -> None:
         """Wrap ``visual`` (shares its modules and weights); needs class-token pooling and a projection."""
         super().__init__()
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         if not isinstance(visual, VisionTransformer):
             raise TypeError(f"DenseCLIPViT needs an open_clip VisionTransformer, got {type(visual).__name__}")
         problems = []
@@ -175,6 +202,20 @@ class DenseCLIPViT(nn.Module):
         self.feature_channels = visual.conv1.out_channels
         self.embed_dim = visual.proj.shape[1]
         self.stride = patch_h
+        self.drop_path_rates = self._add_drop_path(drop_path_rate) if drop_path_rate > 0 else []
+
+    def _add_drop_path(self, rate: float) -> list[float]:
+        """Hook stochastic depth onto every block's two residual branches; returns the per-block rates."""
+        transformer = self.visual.transformer
+        blocks = list(transformer.resblocks)
+        batch_dim = 0 if getattr(transformer, "batch_first", True) else 1
+        rates = torch.linspace(0.0, rate, len(blocks)).tolist()
+        for block, block_rate in zip(blocks, rates, strict=True):
+            for branch in ("ls_1", "ls_2"):
+                if not hasattr(block, branch):
+                    raise ValueError(f"drop_path_rate needs open_clip blocks with {branch}, not {type(block).__name__}")
+                getattr(block, branch).register_forward_hook(_DropPathHook(block_rate, batch_dim))
+        return rates
 
     def forward(self, images: Tensor, project: bool = True) -> ImageFeatures:
         """Images (B, 3, H, W) -> F_origin (B, width, H/p, W/p), and with ``project`` dense F and the
@@ -337,17 +378,22 @@ class DenseTimmConvNeXt(nn.Module):
         return global_embedding, dense.permute(0, 3, 1, 2)
 
 
-def build_clip_image_encoder(clip_model: nn.Module) -> nn.Module:
+def build_clip_image_encoder(clip_model: nn.Module, drop_path_rate: float = 0.0) -> nn.Module:
     """The dense encoder for ``clip_model.visual``: ModifiedResNet -> :class:`DenseCLIPResNet`, ViT ->
     :class:`DenseCLIPViT`, timm EVA / ViT trunk -> :class:`DenseTimmViT`, timm ConvNeXt ->
-    :class:`DenseTimmConvNeXt`."""
+    :class:`DenseTimmConvNeXt`. ``drop_path_rate`` (stochastic depth) applies to the CLIP ViT."""
     from open_clip.timm_model import TimmModel
 
     visual = getattr(clip_model, "visual", None)
+    if isinstance(visual, VisionTransformer):
+        return DenseCLIPViT(visual, drop_path_rate=drop_path_rate)
+    if drop_path_rate:
+        raise TypeError(
+            f"drop_path_rate applies to CLIP ViT backbones, not {type(visual).__name__} (timm towers: "
+            "backbone_overrides={'vision_cfg': {'timm_drop_path': RATE}})"
+        )
     if isinstance(visual, ModifiedResNet):
         return DenseCLIPResNet(visual)
-    if isinstance(visual, VisionTransformer):
-        return DenseCLIPViT(visual)
     if isinstance(visual, TimmModel):
         from timm.models.convnext import ConvNeXt
 
