@@ -150,7 +150,8 @@ def test_bare_command_is_the_paper_recipe_and_the_demo_an_offline_experiment():
 def test_paper_experiments_use_the_paper_recipe_not_the_demo_shortcuts():
     for name in PAPER_EXPERIMENTS[1:]:
         cfg = compose_train([f"+experiment={name}"])
-        assert cfg.model.overrides == {}
+        # No architecture shortcut (input size, heatmap size, ...): only the backbone's training default.
+        assert cfg.model.overrides == {"drop_path_rate": cfg.backbone.drop_path_rate}
         assert cfg.data.augmentation.rotation_factor == 40 and cfg.data.augmentation.half_body_prob == 0.3
         assert cfg.scheduler.warmup_iters == 500
 

@@ -20,7 +20,13 @@ from clamp.onnx_export import (
     export_onnx,
 )
 
-MODELS = ["clamp_tiny_rn", "clamp_tiny_vit", "simplebaseline_tiny_rn"]
+# CLAMP on the tiny ResNet in the default suite; the ViT encoder and SimpleBaseline exports (seconds each)
+# in the slow suite.
+MODELS = [
+    "clamp_tiny_rn",
+    pytest.param("clamp_tiny_vit", marks=pytest.mark.slow),
+    pytest.param("simplebaseline_tiny_rn", marks=pytest.mark.slow),
+]
 
 
 def model_with_visible_outputs(name: str) -> nn.Module:
