@@ -19,7 +19,7 @@ from pycocotools.cocoeval import COCOeval
 from torchmetrics.utilities import dim_zero_cat
 
 from clamp.evaluation.metric import KeypointAPMetric
-from clamp.evaluation.oks import STAT_NAMES, evaluate_keypoints, main
+from clamp.evaluation.oks import STAT_NAMES, SparseCOCOeval, evaluate_keypoints, main
 from clamp.keypoints import ANIMALPOSE, AP10K, KeypointSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -345,3 +345,98 @@ def test_metric_rejects_heatmaps_with_the_wrong_keypoint_count(fixtures_dir: Pat
         KeypointAPMetric(ANIMALPOSE, gt).update(heatmaps, batch)
     with pytest.raises(KeyError, match="center"):
         KeypointAPMetric(spec, gt).update(heatmaps, {k: v for k, v in batch.items() if k != "center"})
+
+
+def many_species_gt_and_results(seed: int = 0) -> tuple[dict, list[dict]]:
+    """Six species, one per image, 1-3 animals (some keypoint-less or crowd); results with misses,
+    false positives on other images and results of a species on an image without it."""
+    rng = np.random.default_rng(seed)
+    images, annotations, results = [], [], []
+    for image_id in range(1, 61):
+        images.append({"id": image_id, "width": 640, "height": 480, "file_name": f"{image_id}.jpg"})
+        species = int(rng.integers(1, 7))
+        for _ in range(int(rng.integers(1, 4))):
+            x, y, w, h = rng.uniform(0, 300), rng.uniform(0, 200), rng.uniform(40, 300), rng.uniform(40, 250)
+            points = np.stack([x + rng.uniform(0, w, 17), y + rng.uniform(0, h, 17)], axis=1)
+            visible = rng.random(17) < 0.8
+            kind = rng.random()
+            keypoints = np.concatenate([points * visible[:, None], 2.0 * visible[:, None]], axis=1)
+            if kind < 0.1:
+                keypoints[:] = 0
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": species,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": int(0.1 <= kind < 0.15),
+                    "num_keypoints": int((keypoints[:, 2] > 0).sum()),
+                    "keypoints": keypoints.ravel().tolist(),
+                }
+            )
+            if rng.random() < 0.85:
+                guess = points + rng.normal(0, 0.1 * np.sqrt(w * h), points.shape)
+                score = np.full((17, 1), 1.0)
+                results.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": species,
+                        "score": float(rng.uniform(0.2, 1)),
+                        "keypoints": np.concatenate([guess, score], axis=1).ravel().tolist(),
+                    }
+                )
+        if rng.random() < 0.3:  # a result of another species where that species has no GT
+            guess = np.concatenate([rng.uniform(0, 400, (17, 2)), np.ones((17, 1))], axis=1)
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(rng.integers(1, 7)),
+                    "score": float(rng.uniform(0, 1)),
+                    "keypoints": guess.ravel().tolist(),
+                }
+            )
+    categories = [
+        {
+            "id": c,
+            "name": f"s{c}",
+            "supercategory": f"f{c % 2}",
+            "keypoints": list(AP10K.keypoint_names),
+            "skeleton": [],
+        }
+        for c in range(1, 7)
+    ]
+    return {"images": images, "annotations": annotations, "categories": categories}, results
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sparse_evaluation_equals_cocoeval_array_for_array(seed):
+    gt, results = many_species_gt_and_results(seed)
+    evaluators = {}
+    for cls in (COCOeval, SparseCOCOeval):
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO()
+            coco.dataset = copy.deepcopy(gt)
+            coco.createIndex()
+            evaluator = cls(coco, coco.loadRes(copy.deepcopy(results)), "keypoints")
+            evaluator.params.kpt_oks_sigmas = np.asarray(AP10K.sigmas)
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        evaluators[cls] = evaluator
+    plain, sparse = evaluators[COCOeval], evaluators[SparseCOCOeval]
+    assert sum(e is not None for e in plain.evalImgs) < len(plain.evalImgs) / 3  # mostly empty pairs
+    assert len(sparse.evalImgs) == len(plain.evalImgs)
+    for ours, theirs in zip(sparse.evalImgs, plain.evalImgs):
+        assert (ours is None) == (theirs is None)
+    for key in ("precision", "recall", "scores"):
+        np.testing.assert_array_equal(sparse.eval[key], plain.eval[key])
+    np.testing.assert_array_equal(sparse.stats, plain.stats)
+    assert 0 < plain.stats[0] < 1
+
+
+def test_evaluation_leaves_the_callers_records_unchanged():
+    gt, results = many_species_gt_and_results(2)
+    before = copy.deepcopy((gt, results))
+    evaluate_keypoints(gt, results, AP10K.sigmas)
+    assert (gt, results) == before

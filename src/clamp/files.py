@@ -110,7 +110,8 @@ def read_image_rgb(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) 
     with _open(path, max_pixels) as image:
         try:
             image.load()
-            image = ImageOps.exif_transpose(image)
+            # In place: without an EXIF orientation nothing is copied (a 1024-px image copy costs ~2 ms).
+            ImageOps.exif_transpose(image, in_place=True)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             raise ImageError(f"cannot decode image {path}: truncated or corrupt ({err})") from None
         return _to_rgb8(image)
@@ -128,7 +129,7 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, image)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
 
 
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")

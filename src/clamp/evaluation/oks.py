@@ -55,6 +55,36 @@ _SUMMARY = (
 _GT_FIELDS = ("id", "image_id", "category_id", "keypoints", "area", "bbox", "num_keypoints")
 
 
+class SparseCOCOeval(COCOeval):
+    """``COCOeval`` whose ``evaluate`` visits only the (image, category) pairs that hold GT or results.
+
+    pycocotools visits every pair: for an empty one ``computeOks`` returns [] and ``evaluateImg`` None,
+    which ``accumulate`` skips. On AP-10K (54 species, one per image) 98% of the pairs are empty, so
+    skipping them leaves ``evalImgs`` (None at the empty pairs), and with it every precision, recall and
+    stat, exactly COCOeval's (the tests compare the arrays), about 10x faster.
+    """
+
+    def evaluate(self) -> None:
+        """Per-image evaluation of the non-empty pairs into ``self.evalImgs`` (COCOeval's layout)."""
+        p = self.params
+        if p.iouType != "keypoints" or not p.useCats:
+            raise ValueError("SparseCOCOeval evaluates keypoints per category (iouType='keypoints', useCats=1)")
+        p.imgIds = list(np.unique(p.imgIds))
+        p.catIds = list(np.unique(p.catIds))
+        p.maxDets = sorted(p.maxDets)
+        self._prepare()
+        occupied = {pair for pair, records in (*self._gts.items(), *self._dts.items()) if records}
+        self.ious = {pair: self.computeOks(*pair) for pair in occupied}
+        max_det = p.maxDets[-1]
+        self.evalImgs = [
+            self.evaluateImg(image_id, cat_id, area, max_det) if (image_id, cat_id) in occupied else None
+            for cat_id in p.catIds
+            for area in p.areaRng
+            for image_id in p.imgIds
+        ]
+        self._paramsEval = copy.deepcopy(p)
+
+
 def _load_json(source: str | Path, what: str) -> Any:
     path = Path(source)
     if not path.is_file():
@@ -138,8 +168,8 @@ def evaluate_keypoints(
     """COCO keypoint AP of ``results`` against ``gt`` with the dataset's OKS ``sigmas``.
 
     Args:
-        gt: COCO keypoint GT dict or path to its JSON; passed to pycocotools unchanged (it is
-            deep-copied because COCOeval writes ``ignore`` flags into the annotations).
+        gt: COCO keypoint GT dict or path to its JSON; passed to pycocotools unchanged (its records
+            are copied because COCOeval writes ``ignore`` flags into the annotations).
         results: COCO results list (``image_id``, ``category_id``, ``keypoints`` of length 3K,
             ``score``) or path to its JSON.
         sigmas: the K per-keypoint OKS sigmas.
@@ -171,10 +201,12 @@ def evaluate_keypoints(
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
-        coco_gt.dataset = copy.deepcopy(dict(gt_dict))
+        # pycocotools sets fields on the records themselves (``ignore`` on GT; ``id``, ``area``, ``bbox`` on
+        # results) and never changes their lists in place: a copy of each record keeps the caller's intact.
+        coco_gt.dataset = {**gt_dict, "annotations": [dict(a) for a in gt_dict["annotations"]]}
         coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(copy.deepcopy(res_list))
-        E = COCOeval(coco_gt, coco_dt, "keypoints")
+        coco_dt = coco_gt.loadRes([dict(r) for r in res_list])
+        E = SparseCOCOeval(coco_gt, coco_dt, "keypoints")
         E.params.kpt_oks_sigmas = sigma_array
         E.evaluate()
         E.accumulate()
