@@ -51,6 +51,17 @@ def test_a_smoke_run_is_labelled_as_the_tiny_model_it_is(tmp_path):
     assert ran["SimpleBaseline [32] ResNet-50 CLIP"].startswith("simplebaseline_tiny_rn, random weights")
     vit = ran["CLAMP (ours) ViT-Base CLIP"]
     assert "synthetic data" in vit and "clamp_tiny_vit" in vit
+    assert "drop_path_rate" not in vit  # the backbone's own training default is no switch
+
+
+def test_a_departure_from_the_backbone_recipe_is_shown_in_the_label():
+    from clamp.tables.runs import ran
+
+    config = OmegaConf.to_container(
+        compose_train(["model.overrides.drop_path_rate=0.1", "paths.output_dir=x"]), resolve=True
+    )
+    assert ran(config).endswith("drop_path_rate=0.1")
+    assert "drop_path_rate" not in ran(OmegaConf.to_container(compose_train(["paths.output_dir=x"]), resolve=True))
 
 
 def test_missing_rows_show_the_paper_only_and_extra_runs_are_added(tmp_path):
