@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(PY) -m clamp.train +experiment=demo
 
-# Two pytest-xdist workers, the CPU count of the CI machines: about 5 min here instead of 7.5 serially.
+# Two pytest-xdist workers, the CPU count of the CI machines: 5-6.5 min here instead of 7.5 serially.
 test: install
 	WANDB_MODE=disabled $(PY) -m pytest -n 2
 
