@@ -13,10 +13,10 @@ from clamp.models.clip_backbone import TINY_CONFIGS, load_open_clip
 from clamp.models.image_encoders import (
     DenseCLIPResNet,
     DenseCLIPViT,
+    DropPathHook,
     ImageFeatures,
     ImageNetResNet50,
     build_clip_image_encoder,
-    drop_path,
 )
 from clamp.models.weight_files import PretrainedWeightsError, load_clip_state_dict
 
@@ -137,17 +137,18 @@ def test_vit_position_table_interpolated_per_forward_matches_resized_checkpoint(
     torch.testing.assert_close(out.global_embedding, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("batch_dim", [0, 1])
-def test_drop_path_zeroes_whole_samples_at_its_rate_and_keeps_the_expectation(batch_dim):
+def test_drop_path_hook_zeroes_whole_samples_at_its_rate_and_keeps_the_expectation():
     torch.manual_seed(0)
-    x = torch.ones(4, 20000, 3) if batch_dim == 1 else torch.ones(20000, 4, 3)
-    out = drop_path(x, 0.25, training=True, batch_dim=batch_dim).movedim(batch_dim, 0).reshape(20000, -1)
+    branch = nn.Identity()
+    branch.register_forward_hook(DropPathHook(0.25))
+    x = torch.ones(20000, 4, 3)
+    out = branch.train()(x).reshape(20000, -1)
     per_sample = out[:, 0]
     assert torch.equal(out, per_sample[:, None].expand_as(out))  # a sample is dropped or kept whole
     assert per_sample.unique().tolist() == pytest.approx([0.0, 1 / 0.75])
     assert (per_sample == 0).float().mean().item() == pytest.approx(0.25, abs=0.01)
     assert out.mean().item() == pytest.approx(1.0, abs=0.02)
-    assert drop_path(x, 0.25, training=False) is x
+    assert branch.eval()(x) is x
 
 
 def test_vit_drop_path_rises_linearly_over_blocks_and_leaves_eval_and_weights_alone(tiny_vit):

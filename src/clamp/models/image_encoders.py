@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
+from timm.layers import drop_path
 from torch import Tensor, nn
 
 from clamp.models.hub import network_reachable, offline_mode
@@ -44,9 +45,9 @@ __all__ = [
     "DenseCLIPViT",
     "DenseTimmConvNeXt",
     "DenseTimmViT",
+    "DropPathHook",
     "ImageNetResNet50",
     "build_clip_image_encoder",
-    "drop_path",
 ]
 
 
@@ -139,26 +140,17 @@ class DenseCLIPResNet(nn.Module):
         return out[0], dense
 
 
-def drop_path(x: Tensor, rate: float, training: bool, batch_dim: int = 0) -> Tensor:
-    """Stochastic depth (Huang et al., 2016): zero a residual branch per sample with probability ``rate``
-    and scale the kept ones by 1 / (1 - rate), so that the expected output is unchanged; identity in eval."""
-    if not training or rate == 0.0:
-        return x
-    keep = 1.0 - rate
-    shape = [1] * x.ndim
-    shape[batch_dim] = x.shape[batch_dim]
-    return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
+class DropPathHook:
+    """Stochastic depth (Huang et al., 2016) as a forward hook on a residual branch's last module
+    (open_clip's ``ls_1`` / ``ls_2``): in training, timm's ``drop_path`` zeroes the branch per sample
+    with probability ``rate`` and scales the kept ones by 1 / (1 - rate); identity in eval. A hook leaves
+    the module tree, and so the state dict, unchanged."""
 
-
-class _DropPathHook:
-    """Forward hook on a residual branch's last module (open_clip's ``ls_1`` / ``ls_2``): its output
-    through :func:`drop_path`. A hook leaves the module tree, and so the state dict, unchanged."""
-
-    def __init__(self, rate: float, batch_dim: int) -> None:
-        self.rate, self.batch_dim = rate, batch_dim
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
 
     def __call__(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
-        return drop_path(output, self.rate, module.training, self.batch_dim)
+        return drop_path(output, self.rate, module.training)
 
 
 class DenseCLIPViT(nn.Module):
@@ -193,6 +185,8 @@ class DenseCLIPViT(nn.Module):
             problems.append("no proj")
         if not isinstance(visual.patch_dropout, nn.Identity):
             problems.append("patch_dropout > 0 (drops grid cells)")
+        if not getattr(visual.transformer, "batch_first", True):
+            problems.append("batch_first=False (the blocks run here on (B, L, C) tokens)")
         if problems:
             raise ValueError(f"DenseCLIPViT cannot use this VisionTransformer: {', '.join(problems)}")
         patch_h, patch_w = visual.patch_size
@@ -208,13 +202,12 @@ class DenseCLIPViT(nn.Module):
         """Hook stochastic depth onto every block's two residual branches; returns the per-block rates."""
         transformer = self.visual.transformer
         blocks = list(transformer.resblocks)
-        batch_dim = 0 if getattr(transformer, "batch_first", True) else 1
         rates = torch.linspace(0.0, rate, len(blocks)).tolist()
         for block, block_rate in zip(blocks, rates, strict=True):
             for branch in ("ls_1", "ls_2"):
                 if not hasattr(block, branch):
                     raise ValueError(f"drop_path_rate needs open_clip blocks with {branch}, not {type(block).__name__}")
-                getattr(block, branch).register_forward_hook(_DropPathHook(block_rate, batch_dim))
+                getattr(block, branch).register_forward_hook(DropPathHook(block_rate))
         return rates
 
     def forward(self, images: Tensor, project: bool = True) -> ImageFeatures:

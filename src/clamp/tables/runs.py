@@ -107,12 +107,12 @@ def ran(config: Mapping[str, Any]) -> str:
     parts = [str(_get(config, "model.name", "?")), "random weights" if weights is None else Path(str(weights)).name]
     if _get(config, "data.generate") is not None:
         parts.append("synthetic data")
-    # Ablation switches and departures from the recipe; not the backbone's own training default.
-    recipe = {"drop_path_rate": _get(config, "backbone.drop_path_rate", 0.0)}
+    # Ablation switches and departures from the recipe, not a value the backbone's config sets itself.
+    backbone = _get(config, "backbone", {}) or {}
     switches = [
         f"{k}={v}"
         for k, v in sorted((_get(config, "model.overrides", {}) or {}).items())
-        if k not in ("input_size", "heatmap_size") and not (k in recipe and v == recipe[k])
+        if k not in ("input_size", "heatmap_size") and not (k in backbone and v == backbone[k])
     ]
     return ", ".join(parts + switches)
 
