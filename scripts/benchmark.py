@@ -244,26 +244,34 @@ def training_batch(model, batch_size: int, seed: int = 0) -> dict[str, torch.Ten
     return batch
 
 
-def make_train_step(model, batch: dict[str, torch.Tensor]) -> tuple[Callable[[], float], Callable[[], None]]:
+def make_train_step(
+    model, batch: dict[str, torch.Tensor], network: Callable | None = None, bf16: bool = False
+) -> tuple[Callable[[], float], Callable[[], None]]:
     """(one full training step, its forward + backward only) as the trainer runs them: Eq. 10 for CLAMP
-    (L_pred for SimpleBaseline), backward, AdamW on the trainer's parameter groups, zero_grad."""
+    (L_pred for SimpleBaseline), backward, AdamW on the trainer's parameter groups, zero_grad.
+
+    ``network`` runs the forward instead of ``model`` (its ``torch.compile``d form); ``bf16`` runs the
+    forward and the losses under bf16 autocast on the batch's device."""
     from clamp.lightning.optim import parameter_groups
     from clamp.losses import clamp_total_loss
 
     is_clamp = getattr(model, "logit_scale", None) is not None
     optimizer = torch.optim.AdamW(parameter_groups(model, 5e-4, 1e-4, 1.0), lr=5e-4)
+    forward = network or model
+    device_type = batch["image"].device.type
 
     def loss() -> torch.Tensor:
-        out = model(batch["image"])
-        return clamp_total_loss(
-            out,
-            batch,
-            alpha_spatial=0.4,
-            alpha_feature=5e-4,
-            use_spatial=is_clamp,
-            use_feature=is_clamp,
-            logit_scale=model.logit_scale if is_clamp else None,
-        )["loss"]
+        with torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            out = forward(batch["image"])
+            return clamp_total_loss(
+                out,
+                batch,
+                alpha_spatial=0.4,
+                alpha_feature=5e-4,
+                use_spatial=is_clamp,
+                use_feature=is_clamp,
+                logit_scale=model.logit_scale if is_clamp else None,
+            )["loss"]
 
     def forward_backward() -> None:
         loss().backward()
@@ -610,20 +618,7 @@ def throughput(
     batch = {k: v.to(device) for k, v in training_batch(model, batch_size).items()}
     if channels_last:
         batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-    network = torch.compile(model) if compile else model
-    from clamp.lightning.optim import parameter_groups
-    from clamp.losses import clamp_total_loss
-
-    optimizer = torch.optim.AdamW(parameter_groups(model, 5e-4, 1e-4, 1.0), lr=5e-4)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-    def step() -> None:
-        with autocast:
-            out = network(batch["image"])
-            loss = clamp_total_loss(out, batch, alpha_spatial=0.4, alpha_feature=5e-4, logit_scale=model.logit_scale)
-        loss["loss"].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    step, _ = make_train_step(model, batch, network=torch.compile(model) if compile else None, bf16=bf16)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
