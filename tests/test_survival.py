@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import torch
 
 from clamp.checkpoint import CheckpointError, read_checkpoint
 from clamp.errors import ClampError
-from tests.helpers import OFFLINE_ENV, REPO_ROOT, compose_eval, compose_train, fast_overrides, run_cli
+from tests.helpers import compose_eval, compose_train, fast_overrides, run_cli, start_cli
 
 
 def train_run(synthetic_root: Path, output_dir: Path, *extra: str) -> dict:
@@ -79,14 +77,7 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monke
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_saves_the_current_step_and_exits_non_zero(synthetic_root, tmp_path, signum):
     overrides = fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=200", "trainer.limit_train_batches=3")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clamp.train", *overrides],
-        cwd=REPO_ROOT,
-        env={**__import__("os").environ, **OFFLINE_ENV},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli("-m", "clamp.train", *overrides)
     last = tmp_path / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 120
     while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
@@ -369,7 +360,7 @@ def test_the_console_shows_progress_lines_and_results_without_library_noise(synt
         )
         if not o.startswith("callbacks.rich_progress_bar")
     ]
-    result = run_cli("-m", "clamp.train", *overrides)
+    result = run_cli("-m", "clamp.train", *overrides, bare_interpreter=True)  # the noise of a first import too
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert "epoch 1/2" in result.stdout and "epoch 2/2" in result.stdout and "AP50" in result.stdout
