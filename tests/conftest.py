@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,14 +36,33 @@ def fixtures_dir() -> Path:
     return path
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name`` filled by ``build`` once per test session, shared by the pytest-xdist workers
+    (their temporary folders have a common parent) so that two workers do not both pay for it."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    done = folder.with_name(f"{name}.done")
+    with FileLock(folder.with_name(f"{name}.lock")):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
-    """A small synthetic AP-10K (all paper families present) shared by the training tests."""
+    """A small synthetic AP-10K (all paper families present) shared by the training tests (read-only)."""
     from clamp.synthetic import generate_synthetic
 
-    root = tmp_path_factory.mktemp("synthetic-ap10k")
-    generate_synthetic(root, seed=0, num_train=60, num_val=30, num_test=10, image_size=128)
-    return root
+    return built_once(
+        tmp_path_factory,
+        "synthetic-ap10k",
+        lambda root: generate_synthetic(root, seed=0, num_train=60, num_val=30, num_test=10, image_size=128),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +73,8 @@ def trained_run(synthetic_root, tmp_path_factory) -> Path:
     from clamp.train import train
     from tests.helpers import compose_train, fast_overrides
 
-    run = tmp_path_factory.mktemp("trained-run")
-    train(compose_train(fast_overrides(synthetic_root, run, "trainer.max_epochs=1", "trainer.limit_train_batches=6")))
-    return run
+    def run_training(run: Path) -> None:
+        overrides = fast_overrides(synthetic_root, run, "trainer.max_epochs=1", "trainer.limit_train_batches=6")
+        train(compose_train(overrides))
+
+    return built_once(tmp_path_factory, "trained-run", run_training)
