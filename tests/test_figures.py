@@ -29,8 +29,11 @@ def shows_something(path, image):
 def test_figures_are_written_from_checkpoints_an_image_and_its_ground_truth(
     trained_run, baseline_checkpoint, fixtures_dir, tmp_path, monkeypatch
 ):
+    import wandb
+
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    wandb.teardown()  # W&B reads WANDB_DIR once per process; start from the state of the command's own process
     image = fixtures_dir / "ap10k_mini" / "000000037516.jpg"
     code = main(
         [
