@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import io
 import json
 import os
@@ -50,8 +51,10 @@ def raw_data() -> dict:
     return json.loads(files("clamp.tables").joinpath("paper_tables.json").read_text(encoding="utf-8"))
 
 
+@functools.cache  # several tables name the same method; composing takes 0.25-0.5 s
 def method_config(name: str) -> dict:
-    """The config a conf/method row composes to (as Hydra resolves it), its group choices under 'choices'."""
+    """The config a conf/method row composes to (as Hydra resolves it), its group choices under 'choices'
+    (read-only: it is shared)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -65,6 +68,7 @@ def method_config(name: str) -> dict:
     }
 
 
+@functools.cache
 def experiment_choice(name: str, group: str) -> str | None:
     """The option the composed experiment picks for a config group (as Hydra resolves the defaults)."""
     from hydra import compose, initialize_config_dir
