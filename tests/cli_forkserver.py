@@ -73,6 +73,7 @@ def _run_child(request: dict, preload_output: tuple[bytes, bytes]) -> None:
     """In the forked child: become ``python ARGV`` in the request's folder and environment; never returns."""
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
+    os.close(null)
     for fd, path, replay in zip((1, 2), (request["stdout"], request["stderr"]), preload_output):
         out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.write(out, replay)
@@ -142,8 +143,7 @@ def serve() -> None:
         return
     for line in sys.stdin:
         request = json.loads(line)
-        replies.flush()
-        pid = os.fork()
+        pid = os.fork()  # every reply was flushed: the child inherits no buffered output
         if pid == 0:
             _run_child(request, preload_output)
         replies.write(json.dumps({"pid": pid}) + "\n")

@@ -179,6 +179,7 @@ def _fork_server() -> _ForkServer:
 
 
 def _can_fork() -> bool:
-    """Whether commands can come from the fork server: its imports start thread pools unless one thread
-    is asked for (as under ``make test``), and then it is not started at all."""
+    """Whether commands can come from the fork server. Without ``OMP_NUM_THREADS=1`` (set under ``make
+    test``) its imports would start thread pools, so it is not started; with it, the server's own count of
+    threads decides."""
     return os.environ.get("OMP_NUM_THREADS") == "1" and _fork_server().usable
