@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 
-.PHONY: install demo test test-slow test-slurm lint lock clean
+.PHONY: install demo test test-slow test-slurm lint lock clean gpu-wheels gpu-check
 
 install: $(STAMP)
 
@@ -45,6 +45,24 @@ lint: install
 	$(VENV)/bin/ruff check src tests scripts notebooks
 	$(VENV)/bin/ruff format --check src tests scripts
 	$(VENV)/bin/mypy
+
+# The GPU check (scripts/gpu_check.py) on a machine that has torch, lightning, torchmetrics, timm, OpenCV
+# and Pillow but not the rest (the lent GPU machines: Python 3.12, no network). `make gpu-wheels` (here,
+# online) downloads exactly the missing packages, at the versions of constraints.txt, as cp312 manylinux
+# wheels into .whl/ (antlr4's runtime has no wheel on PyPI: built here, pure Python); scripts/gpu_check.sh
+# installs them there. W&B and submitit are left out: the check logs to CSV and runs no SLURM job.
+GPU_WHEELS := hydra-core omegaconf open_clip_torch ftfy wcwidth pycocotools albumentations albucore \
+	pydantic pydantic_core annotated-types typing-inspection simsimd stringzilla
+GPU_PLATFORMS := $(foreach n,2_28 2_27 2_24 2_17,--platform manylinux_$(n)_x86_64) --platform manylinux2014_x86_64
+gpu-wheels:
+	@mkdir -p .whl
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		$(GPU_PLATFORMS) -c constraints.txt -d .whl $(GPU_WHEELS)
+	$(PYTHON) -m pip wheel -q --no-deps -c constraints.txt -w .whl antlr4-python3-runtime
+	@ls .whl
+
+gpu-check:
+	scripts/gpu_check.sh --out gpu_check
 
 # Re-pin the tested set after a dependency change (run on a CPU machine like CI's).
 lock: install

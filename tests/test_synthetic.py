@@ -101,6 +101,14 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(dataset: Path,
         assert (again / "data" / image.name).read_bytes() == image.read_bytes()
 
 
+def test_parallel_workers_write_the_same_files_as_one_process(dataset: Path, tmp_path: Path) -> None:
+    parallel = generate_synthetic(tmp_path / "parallel", seed=3, image_size=SIZE, workers=2, **COUNTS)
+    written = sorted(p.relative_to(dataset) for p in dataset.rglob("*") if p.is_file())
+    assert written == sorted(p.relative_to(parallel) for p in parallel.rglob("*") if p.is_file())
+    for name in written:
+        assert (parallel / name).read_bytes() == (dataset / name).read_bytes(), name
+
+
 def test_a_split_does_not_depend_on_the_size_of_the_others(tmp_path: Path) -> None:
     common = {"seed": 5, "num_val": 2, "num_test": 0, "image_size": TINY}
     small = generate_synthetic(tmp_path / "a", num_train=2, **common)
@@ -133,6 +141,8 @@ def test_refuses_to_overwrite_a_folder_that_is_not_synthetic(tmp_path: Path) -> 
 
 
 def test_rejects_invalid_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="workers"):
+        generate_synthetic(tmp_path / "w", workers=0)
     with pytest.raises(ValueError, match="num_val"):
         generate_synthetic(tmp_path, num_train=1, num_val=0)
     with pytest.raises(ValueError, match="image_size"):

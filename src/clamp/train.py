@@ -48,11 +48,13 @@ def build_trainer(cfg: DictConfig, output_dir: Path):
     from clamp.lightning.callbacks import LineProgressBar, WandbEvaluationLogger
     from clamp.lightning.checkpointing import AtomicCheckpointIO, LatestCheckpoint, PreemptionHandler
     from clamp.lightning.loggers import build_loggers
+    from clamp.lightning.throughput import ThroughputLogger
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     checkpoint_dir = output_dir / "checkpoints"
     latest = LatestCheckpoint(checkpoint_dir, every_n_steps=cfg.callbacks.get("checkpoint_every_n_steps"))
     callbacks = [
+        ThroughputLogger(),  # first: it times the epoch before the others' end-of-epoch work (checkpoints)
         latest,
         ModelCheckpoint(
             dirpath=checkpoint_dir,

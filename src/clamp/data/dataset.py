@@ -44,7 +44,7 @@ from clamp.codec import HeatmapCodec
 from clamp.data.coco import CocoKeypoints, Instance
 from clamp.data.transforms import TopDownTransform, box_to_center_scale
 from clamp.errors import ClampError
-from clamp.files import MAX_IMAGE_PIXELS, ImageError, image_size, read_image_rgb
+from clamp.files import MAX_IMAGE_PIXELS, ImageError, image_size, read_image_rgb, read_image_rgb_reduced
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ class TopDownDataset(Dataset):
     ``codec`` gives the input, heatmap and coarse-grid geometry (its input size must be the
     transform's). ``seed`` fixes the build-time centre jitter and the per-sample augmentation streams
     (and reseeds ``transform``); ``max_image_pixels`` caps the decoded image size.
+
+    ``reduced_decode``: draw the crop first, then decode a JPEG at the smallest size (1/2, 1/4, 1/8)
+    that still gives the crop at least its output resolution
+    (:meth:`~clamp.data.transforms.TopDownTransform.max_reduction`): the same augmentation draws and
+    keypoints, pixels resampled from the DCT-scaled image (README, differences). Off: bit-identical
+    to decoding every image whole.
     """
 
     def __init__(
@@ -71,6 +77,7 @@ class TopDownDataset(Dataset):
         seed: int | None = None,
         center_jitter_prob: float = 0.3,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
+        reduced_decode: bool = False,
     ) -> None:
         if transform.spec.num_keypoints != data.spec.num_keypoints:
             raise ValueError(
@@ -90,6 +97,7 @@ class TopDownDataset(Dataset):
         self.codec = codec
         self.seed = seed
         self.max_image_pixels = max_image_pixels
+        self.reduced_decode = reduced_decode
         self.center_jitter_prob = center_jitter_prob if transform.training else 0.0
         # A stream distinct from the augmentation's (which is seeded with ``seed`` itself).
         jitter_rng = np.random.default_rng(None if seed is None else [seed, 1])
@@ -121,11 +129,20 @@ class TopDownDataset(Dataset):
         index, rng = self._augmentation_rng(key)
         inst: Instance = self.data.instances[index]
         path = self.data.image_path(inst.image_id)
+        center, scale = self.centers[index], self.scales[index]
         try:
-            image = read_image_rgb(path, self.max_image_pixels)
+            if self.reduced_decode:
+                # The annotation's width is the decoded one (check_images compared them at setup).
+                plan = self.transform.plan(self.data.images[inst.image_id].width, inst.keypoints, center, scale, rng)
+                image, factor = read_image_rgb_reduced(path, self.max_image_pixels, self.transform.max_reduction(plan))
+            else:
+                image = read_image_rgb(path, self.max_image_pixels)
         except (ImageError, FileNotFoundError) as err:  # a file removed since setup is skipped too
             return {"skipped": str(err)}
-        out = self.transform(image, inst.keypoints, self.centers[index], self.scales[index], rng)
+        if self.reduced_decode:
+            out = self.transform.apply(image, plan, rng, reduction=factor)
+        else:
+            out = self.transform(image, inst.keypoints, center, scale, rng)
         targets = self.codec.encode(out.keypoints)
         sample = {"image": out.image, **{name: torch.from_numpy(t) for name, t in targets.items()}}
         sample.update(

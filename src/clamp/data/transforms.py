@@ -26,6 +26,17 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # mmpose's padding of a box before it is cut out (``_xywh2cs``: scale * 1.25).
 BOX_PADDING = 1.25
+# Normalisation in 0-255 units, float32: the same constants on the CPU and (uint8 batches) on the device.
+_MEAN_255 = np.array(IMAGENET_MEAN, dtype=np.float32) * 255.0
+_INV_STD_255 = 1.0 / (np.array(IMAGENET_STD, dtype=np.float32) * 255.0)
+
+
+def normalize_uint8_images(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) uint8 RGB -> float32 ImageNet-normalised, on the images' device: the same float32
+    operations as :class:`TopDownTransform` on the CPU, so the result is bit-identical to its output."""
+    mean = torch.from_numpy(_MEAN_255).to(images.device).view(1, 3, 1, 1)
+    inv_std = torch.from_numpy(_INV_STD_255).to(images.device).view(1, 3, 1, 1)
+    return (images.float() - mean) * inv_std
 
 
 def box_to_center_scale(
@@ -148,12 +159,41 @@ class TransformedInstance:
     original image, mirrored first when ``flipped`` is True (mmpose's meta convention).
     """
 
-    image: torch.Tensor  # float32 (3, H, W), RGB, ImageNet-normalised
+    image: torch.Tensor  # float32 (3, H, W), RGB, ImageNet-normalised (uint8 RGB with uint8_output)
     keypoints: np.ndarray  # float32 (K, 3) in input-crop pixels; v unchanged
     center: np.ndarray  # float32 (2,)
     scale: np.ndarray  # float32 (2,)
     rotation: float
     flipped: bool
+
+
+@dataclass
+class CropPlan:
+    """The geometry :meth:`TopDownTransform.plan` drew for one instance, before any pixel is read.
+
+    ``warp`` maps original-image pixels onto the input crop (flip included); ``crop`` maps the
+    (flipped) keypoints, which are still in original-image pixels here.
+    """
+
+    keypoints: np.ndarray  # float32 (K, 3), flipped when ``flipped``
+    center: np.ndarray
+    scale: np.ndarray
+    rotation: float
+    flipped: bool
+    crop: np.ndarray  # (2, 3)
+    warp: np.ndarray  # (2, 3)
+
+
+#: JPEG decoders scale by these factors in the DCT domain (libjpeg's scale_denom), largest first.
+JPEG_REDUCTIONS = (8, 4, 2, 1)
+
+
+def reduction_matrix(factor: int) -> np.ndarray:
+    """(3, 3) map from the pixels of an image decoded at 1/``factor`` to the full image's: reduced pixel
+    ``j`` averages full pixels ``factor*j ... factor*j + factor - 1``, so its centre is at
+    ``factor*j + (factor - 1) / 2``."""
+    offset = (factor - 1) * 0.5
+    return np.array([[factor, 0.0, offset], [0.0, factor, offset], [0.0, 0.0, 1.0]])
 
 
 class TopDownTransform:
@@ -165,7 +205,12 @@ class TopDownTransform:
     applied with ``rotation_prob``. Optional photometric jitter (albumentations ``ColorJitter``,
     brightness/contrast/saturation ``color_jitter_strength``, probability ``color_jitter_prob``) is
     off by default because the official code has none. Evaluation (``training=False``) is the
-    plain crop.
+    plain crop. ``uint8_output`` returns the crop as uint8 RGB, to be normalised on the device by
+    :func:`normalize_uint8_images` (the same values, a quarter of the bytes through the loader).
+
+    A call is :meth:`plan` (the geometry, from the image width alone) then :meth:`apply` (the
+    pixels). Between the two a reader may decode the image at a reduced size that still gives the
+    crop at least its output resolution (:meth:`max_reduction`; ``data.reduced_decode``).
 
     Randomness comes from the ``rng`` passed to a call (the dataset derives one per sample from the
     seed, the epoch and the sample index, which makes every augmentation reproducible whatever the
@@ -188,6 +233,7 @@ class TopDownTransform:
         color_jitter_prob: float = 0.0,
         color_jitter_strength: float = 0.2,
         seed: int | None = None,
+        uint8_output: bool = False,
     ) -> None:
         for name, p in (
             ("flip_prob", flip_prob),
@@ -210,8 +256,7 @@ class TopDownTransform:
         self.scale_factor = scale_factor
         self.rotation_factor = rotation_factor
         self.rotation_prob = rotation_prob
-        self._mean = np.array(IMAGENET_MEAN, dtype=np.float32) * 255.0
-        self._inv_std = 1.0 / (np.array(IMAGENET_STD, dtype=np.float32) * 255.0)
+        self.uint8_output = uint8_output
         self._photometric = None
         if training and color_jitter_prob > 0:
             # Imported only when used: albumentations adds ~1 s of import time.
@@ -251,8 +296,24 @@ class TopDownTransform:
         ``rng`` draws the training augmentation (default: the transform's own generator).
         """
         rng = self._rng if rng is None else rng
+        self._check_image(image)
+        return self.apply(image, self.plan(image.shape[1], keypoints, center, scale, rng), rng)
+
+    def _check_image(self, image: np.ndarray) -> None:
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"TopDownTransform: expected an (H, W, 3) RGB image, got shape {image.shape}")
+
+    def plan(
+        self,
+        image_width: int,
+        keypoints: np.ndarray,
+        center: np.ndarray,
+        scale: np.ndarray,
+        rng: np.random.Generator | None = None,
+    ) -> CropPlan:
+        """Draw the crop geometry of one instance (flip, half-body, scale, rotation) for an image
+        ``image_width`` pixels wide; the draws are those of a plain call, in the same order."""
+        rng = self._rng if rng is None else rng
         if keypoints.shape != (self.spec.num_keypoints, 3):
             raise ValueError(
                 f"TopDownTransform: keypoints shape {keypoints.shape} does not match keypoint spec "
@@ -265,12 +326,11 @@ class TopDownTransform:
         flipped = False
         pre = np.eye(3)
         if self.training:
-            width = image.shape[1]
             if rng.random() < self.flip_prob:
                 flipped = True
-                kpts = flip_keypoints(kpts, width, self.spec.flip_index)
-                center = flip_center(center, width)
-                pre = _flip_matrix(width)
+                kpts = flip_keypoints(kpts, image_width, self.spec.flip_index)
+                center = flip_center(center, image_width)
+                pre = _flip_matrix(image_width)
             if np.count_nonzero(kpts[:, 2] > 0) > self.half_body_min_keypoints and rng.random() < self.half_body_prob:
                 half = half_body_center_scale(kpts, self.spec.upper_body_ids, self.aspect_ratio, rng)
                 if half is not None:
@@ -283,19 +343,41 @@ class TopDownTransform:
         crop = get_affine_transform(center, scale, rotation, self.input_size)
         # One resampling from the original pixels: crop after (optional) flip.
         warp = (np.vstack([crop, [0.0, 0.0, 1.0]]) @ pre)[:2]
+        return CropPlan(kpts, center, scale, rotation, flipped, crop, warp)
+
+    def max_reduction(self, plan: CropPlan) -> int:
+        """The largest JPEG reduction (8, 4, 2 or 1) at which the crop still spans at least as many
+        decoded pixels as the output has: decoding at that size loses nothing the warp would keep."""
+        source_pixels = min(float(plan.scale[0]) / self.input_size[0], float(plan.scale[1]) / self.input_size[1])
+        return next((factor for factor in JPEG_REDUCTIONS if source_pixels >= factor), 1)
+
+    def apply(
+        self, image: np.ndarray, plan: CropPlan, rng: np.random.Generator | None = None, reduction: int = 1
+    ) -> TransformedInstance:
+        """Cut ``plan``'s crop from ``image``: the full image, or its decoding at 1/``reduction`` of
+        the size (:func:`reduction_matrix` maps it back; the keypoints are unaffected)."""
+        rng = self._rng if rng is None else rng
+        self._check_image(image)
+        warp = (
+            plan.warp if reduction == 1 else (np.vstack([plan.warp, [0.0, 0.0, 1.0]]) @ reduction_matrix(reduction))[:2]
+        )
         patch = cv2.warpAffine(
             image, warp, self.input_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
         )
         if self._photometric is not None:
             self._photometric.set_random_seed(int(rng.integers(2**32)))
             patch = self._photometric(image=patch)["image"]
-        kpts[:, :2] = affine_transform_points(kpts[:, :2], crop)
-        normalised = (patch.astype(np.float32) - self._mean) * self._inv_std
+        kpts = plan.keypoints.copy()
+        kpts[:, :2] = affine_transform_points(kpts[:, :2], plan.crop)
+        if self.uint8_output:  # normalised on the device (normalize_uint8_images): a quarter of the bytes
+            pixels = patch
+        else:
+            pixels = (patch.astype(np.float32) - _MEAN_255) * _INV_STD_255
         return TransformedInstance(
-            image=torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1))),
+            image=torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))),
             keypoints=kpts,
-            center=center.astype(np.float32),
-            scale=scale.astype(np.float32),
-            rotation=rotation,
-            flipped=flipped,
+            center=plan.center.astype(np.float32),
+            scale=plan.scale.astype(np.float32),
+            rotation=plan.rotation,
+            flipped=plan.flipped,
         )

@@ -72,6 +72,8 @@ class PoseDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
         max_bad_fraction: float = 0.01,
+        reduced_decode: bool = False,
+        uint8_images: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -159,7 +161,11 @@ class PoseDataModule(L.LightningDataModule):
         data = self.stage_data(stage)
         check_images(data, self.hparams.max_image_pixels, stage)
         transform = TopDownTransform(
-            self.spec, input_size=tuple(self.hparams.input_size), training=training, **(aug if training else {})
+            self.spec,
+            input_size=tuple(self.hparams.input_size),
+            training=training,
+            uint8_output=self.hparams.uint8_images,
+            **(aug if training else {}),
         )
         return TopDownDataset(
             data,
@@ -168,6 +174,8 @@ class PoseDataModule(L.LightningDataModule):
             seed=self.hparams.seed,
             center_jitter_prob=center_jitter_prob if training else 0.0,
             max_image_pixels=self.hparams.max_image_pixels,
+            # Evaluation always decodes whole images: the protocol's pixels, whatever training used.
+            reduced_decode=training and self.hparams.reduced_decode,
         )
 
     def ground_truth(self, stage: str) -> dict[str, Any]:

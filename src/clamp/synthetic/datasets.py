@@ -25,8 +25,10 @@ import fcntl
 import hashlib
 import json
 import logging
+import multiprocessing
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,6 +214,24 @@ def _image_folders(out: Path, layout: Layout) -> set[Path]:
     return {out / layout.images.format(split=split) for split in SPLITS}
 
 
+def _draw_image(seed: int, split_index: int, index: int, image_size: int, path: str) -> tuple[list, str]:
+    """Render one image to ``path`` (JPEG); its animals and background name (a worker's job)."""
+    sample = render_synthetic_image(np.random.default_rng([seed, split_index, index]), image_size)
+    cv2.imwrite(path, sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return sample.animals, sample.background
+
+
+def _drawn_images(jobs: list[tuple[int, int, int, int, str]], workers: int) -> Iterator[tuple[list, str]]:
+    """``_draw_image`` over ``jobs`` in order, in ``workers`` processes when more than one."""
+    if workers <= 1 or len(jobs) < 2:
+        yield from (_draw_image(*job) for job in jobs)
+        return
+    # spawn: the caller may be a training process whose threads (torch, OpenCV) must not be forked.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        yield from pool.map(_draw_image, *zip(*jobs), chunksize=max(1, len(jobs) // (8 * workers)))
+
+
 def generate_synthetic(
     out_dir: str | Path,
     *,
@@ -221,6 +241,7 @@ def generate_synthetic(
     num_val: int = 200,
     num_test: int | None = None,
     image_size: int = 256,
+    workers: int = 1,
 ) -> Path:
     """Write a synthetic dataset in ``dataset``'s layout to ``out_dir`` and return ``out_dir``.
 
@@ -228,7 +249,10 @@ def generate_synthetic(
     each image is drawn from its own generator seeded by (seed, split, index), so a split's content
     does not depend on the other splits, and the same seed draws the same animals in every layout. A
     previous synthetic dataset in ``out_dir`` is replaced; a folder holding other data is refused.
+    ``workers`` > 1 draws the images in that many processes; the files are the same.
     """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"synthetic data: workers must be an integer >= 1, got {workers!r}")
     params = _params(dataset, seed, num_train, num_val, num_test, image_size)
     layout = _layout(dataset)
     out = Path(out_dir)
@@ -252,10 +276,13 @@ def generate_synthetic(
         folder_name = layout.images.format(split=split)
         (out / folder_name).mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
-        for index in range(params[f"num_{split}"]):
-            sample = render_synthetic_image(np.random.default_rng([params["seed"], split_index, index]), image_size)
-            file_name = f"{image_id:012d}.jpg"
-            cv2.imwrite(str(out / folder_name / file_name), sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        count = params[f"num_{split}"]
+        file_names = [f"{image_id + index:012d}.jpg" for index in range(count)]
+        jobs = [
+            (params["seed"], split_index, index, image_size, str(out / folder_name / file_names[index]))
+            for index in range(count)
+        ]
+        for file_name, (animals, background) in zip(file_names, _drawn_images(jobs, workers)):
             name = f"{folder_name}/{file_name}" if layout.files.names_relative_to_root else file_name
             images.append(
                 {
@@ -264,10 +291,10 @@ def generate_synthetic(
                     "file_name": name,
                     "width": image_size,
                     "height": image_size,
-                    "background": sample.background,
+                    "background": background,
                 }
             )
-            for animal in sample.animals:
+            for animal in animals:
                 annotations.append(_annotation(layout, animal, annotation_id, image_id))
                 annotation_id += 1
             image_id += 1
@@ -306,8 +333,10 @@ def ensure_synthetic(
     num_val: int = 200,
     num_test: int | None = None,
     image_size: int = 256,
+    workers: int = 1,
 ) -> Path:
-    """Reuse the dataset in ``out_dir`` if it was generated with these arguments, else generate it.
+    """Reuse the dataset in ``out_dir`` if it was generated with these arguments, else generate it
+    (``workers`` processes; the files do not depend on it).
 
     Reuse needs a complete ``synthetic.json`` with the same parameters and generator version,
     annotation files whose sha256 matches it, and every listed image present.
@@ -331,6 +360,7 @@ def ensure_synthetic(
             num_val=num_val,
             num_test=params["num_test"],
             image_size=image_size,
+            workers=workers,
         )
 
 
@@ -390,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--num-val", type=int, default=200)
     parser.add_argument("--num-test", type=int, default=None, help="default: same as --num-val")
     parser.add_argument("--image-size", type=int, default=256, help="square image side in pixels")
+    parser.add_argument("--workers", type=int, default=1, help="processes drawing the images (same files)")
     parser.add_argument("--force", action="store_true", help="regenerate even if a matching dataset exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -402,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         num_val=args.num_val,
         num_test=args.num_test,
         image_size=args.image_size,
+        workers=args.workers,
     )
     for split in SPLITS:
         print(summarize_split(annotation_path(out, split, args.dataset)))
