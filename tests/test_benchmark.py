@@ -18,8 +18,13 @@ FIGURES = (
     "train_ratio",
     "train_flop_ratio",
     "train_flop_efficiency",
+    "infer_time_per_flop",
+    "train_time_per_flop",
+    "train_conv_efficiency",
     "pipeline_overhead",
+    "pipeline_ms_per_sample",
     "loader_samples_per_s",
+    "load_slowdown",
     "eval_linearity",
     "train_peak_rss_gb",
 )
@@ -66,6 +71,15 @@ def test_timed_figures_record_their_repetitions_and_medians(quick_run, benchmark
     assert len(ratios["matmul"]["seconds"]) == settings["train_reps"] and _positive(ratios["matmul"]["flops_per_s"])
     pipeline = quick_run["pipeline"]
     assert len(pipeline["sample_s"]["seconds"]) == settings["pipeline_reps"] and pipeline["samples"] > 0
+    assert set(pipeline["pipelines"]) == set(benchmark.PIPELINES)
+    fastest = pipeline["pipelines"][pipeline["fastest"]]["cpu_ms_per_sample"]
+    assert (
+        quick_run["pipeline_ms_per_sample"]
+        == fastest
+        == min(p["cpu_ms_per_sample"] for p in pipeline["pipelines"].values())
+    )
+    assert quick_run["train_time_per_flop"] == ratios["train"]["ratio"] / ratios["train"]["flop_ratio"]
+    assert _positive(ratios["conv"]["flops_per_s"]) and _positive(ratios["train_conv_efficiency"])
     for size in settings["eval_sizes"]:
         entry = quick_run["eval"][str(size)]
         assert entry["instances"] == size and _positive(entry["total_s"]["median_s"]) and 0 < entry["AP"] <= 1
@@ -75,8 +89,9 @@ def test_memory_throughput_and_backbone_rows_are_filled(quick_run, benchmark):
     memory = quick_run["memory"]
     assert memory["batch"] == benchmark.SETTINGS["quick"]["rss_batch"]
     assert memory["peak_gb"] >= memory["after_build_gb"] > 0
-    (row,) = quick_run["gpu"]  # on the CPU the quick run still exercises the bf16 + channels_last path
-    assert row["bf16"] and row["channels_last"] and _positive(row["images_per_s"])
+    load = quick_run["load"]
+    assert _positive(load["alone_samples_per_s"]) and _positive(load["loaded_samples_per_s"])
+    assert load["slowdown"] == load["alone_samples_per_s"] / load["loaded_samples_per_s"]
     labels = [r["label"] for r in quick_run["backbones"]]
     assert labels == list(benchmark.QUICK_BACKBONES)
     for r in quick_run["backbones"]:
@@ -101,7 +116,8 @@ def test_printed_table_shows_each_section(quick_run, benchmark):
         "data:",
         "OKS evaluation",
         "peak RSS",
-        "throughput",
+        "demo epoch",
+        "time ratio / FLOP ratio",
         "backbone",
         "goals:",
     ):

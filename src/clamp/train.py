@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from clamp.cli import hydra_entry_point, quiet_other_ranks, report_metrics
+from clamp.errors import ClampError
 
 log = logging.getLogger("clamp.train")
 
@@ -121,6 +122,21 @@ def check_resume_compatible(checkpoint: Mapping[str, Any], cfg: DictConfig, path
         )
 
 
+def training_threads(setting: Any, accelerator: str, num_workers: int, cores: int | None = None) -> int | None:
+    """The training process's torch threads for ``speed.cpu_threads`` (see conf/train.yaml), or None to
+    leave PyTorch's default: on accelerators, and when OMP_NUM_THREADS is set."""
+    import os
+
+    if setting != "auto":
+        if not isinstance(setting, int) or isinstance(setting, bool) or setting < 1:
+            raise ClampError(f"speed.cpu_threads={setting!r}: give auto or a positive number of threads")
+        return setting
+    if accelerator != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        return None
+    cores = cores or len(os.sched_getaffinity(0))
+    return max(1, cores - num_workers)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then evaluate the best checkpoint on the test split; returns the test metrics."""
     import lightning as L
@@ -141,6 +157,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             cfg.data.keypoints if isinstance(cfg.data.keypoints, str) else "custom", cfg.data.root, cfg.data.splits
         )
     output_dir.mkdir(parents=True, exist_ok=True)
+    threads = training_threads(
+        cfg.speed.get("cpu_threads", "auto"), str(cfg.trainer.get("accelerator")), int(cfg.data.get("num_workers") or 0)
+    )
+    if threads is not None:
+        torch.set_num_threads(threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = PoseEstimationModule(
         model=OmegaConf.to_container(cfg.model, resolve=True),

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import cv2
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
@@ -257,6 +258,7 @@ class PoseDataModule(L.LightningDataModule):
             collate_fn=collate_samples,
             drop_last=training and len(dataset) > batch_size,
             num_workers=workers,
+            worker_init_fn=init_loader_worker if workers > 0 else None,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             # Its own generator: creating iterators must not draw from the global stream the model uses.
@@ -271,6 +273,16 @@ class PoseDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.hparams.eval_batch_size or self.hparams.batch_size)
+
+
+def init_loader_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: one thread per worker for every library that keeps a pool.
+
+    PyTorch already runs a worker on one thread; OpenCV's pool (warpAffine, decoding) would otherwise
+    start one thread per core in every worker (mmengine's ``setup_multi_processes`` does the same).
+    """
+    cv2.setNumThreads(0)
+    torch.set_num_threads(1)
 
 
 def check_dataset_files(

@@ -214,14 +214,14 @@ def _image_folders(out: Path, layout: Layout) -> set[Path]:
     return {out / layout.images.format(split=split) for split in SPLITS}
 
 
-def _draw_image(seed: int, split_index: int, index: int, image_size: int, path: str) -> tuple[list, str]:
+def _draw_image(seed: int, split_index: int, index: int, image_size: int, path: str) -> tuple[list, int]:
     """Render one image to ``path`` (JPEG); its animals and background name (a worker's job)."""
     sample = render_synthetic_image(np.random.default_rng([seed, split_index, index]), image_size)
     cv2.imwrite(path, sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     return sample.animals, sample.background
 
 
-def _drawn_images(jobs: list[tuple[int, int, int, int, str]], workers: int) -> Iterator[tuple[list, str]]:
+def _drawn_images(jobs: list[tuple[int, int, int, int, str]], workers: int) -> Iterator[tuple[list, int]]:
     """``_draw_image`` over ``jobs`` in order, in ``workers`` processes when more than one."""
     if workers <= 1 or len(jobs) < 2:
         yield from (_draw_image(*job) for job in jobs)
