@@ -420,6 +420,9 @@ def parity_section(device: torch.device, ckpt: Path, work: Path, settings: dict[
     devices = {"cpu": "cpu", "device": "gpu" if device.type == "cuda" else "cpu"}
     evaluated: dict[str, dict[str, Any]] = {}
     for name, accelerator in devices.items():
+        if name == "device" and device.type == "cpu":  # the same run twice: the CPU's results stand for both
+            evaluated["device"] = evaluated.get("cpu", {})
+            continue
         folder = work / f"parity_eval_{name}"
         run = run_command(
             python_module(
@@ -436,7 +439,7 @@ def parity_section(device: torch.device, ckpt: Path, work: Path, settings: dict[
                 "metrics": json.loads((folder / "metrics.json").read_text()),
                 "results": json.loads((folder / "results.json").read_text()),
             }
-    if len(evaluated) == 2:
+    if len(evaluated) == 2 and all(evaluated.values()):
         result["AP"] = {name: e["metrics"].get("AP") for name, e in evaluated.items()}
         result["AP_equal"] = result["AP"]["cpu"] == result["AP"]["device"]
         result["eval_keypoints"] = _compare_keypoints(
