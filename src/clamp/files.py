@@ -107,32 +107,7 @@ def image_size(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> t
 
 def read_image_rgb(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode an image as an (H, W, 3) uint8 RGB array (module docstring: checks and conversions)."""
-    return read_image_rgb_reduced(path, max_pixels, max_reduction=1)[0]
-
-
-def read_image_rgb_reduced(
-    path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS, max_reduction: int = 1
-) -> tuple[np.ndarray, int]:
-    """:func:`read_image_rgb` at up to 1/``max_reduction`` of the size (1, 2, 4 or 8), and the factor it
-    was decoded at.
-
-    An 8-bit colour JPEG without an EXIF rotation or mirror and with its end marker is decoded by
-    OpenCV's libjpeg-turbo, at 1/2, 1/4 or 1/8 by DCT scaling: at a 1024-px photo's 1/2 about 2.5x
-    faster, and straight into an array (Pillow's array conversion copies the image once more). Reduced
-    pixel ``j`` covers full pixels ``factor*j ... factor*j + factor - 1``
-    (:func:`clamp.data.transforms.reduction_matrix`). Anything else takes :func:`read_image_rgb`'s path.
-    """
     path = Path(path)
-    with _open(path, max_pixels) as image:
-        fast = max_reduction > 1 and image.format == "JPEG" and image.mode == "RGB" and _orientation(image) == 1
-    if fast:
-        data = np.fromfile(path, dtype=np.uint8)
-        # No end marker: truncated (or trailing bytes); Pillow's path says which, OpenCV would pad with grey.
-        if data[-2:].tobytes() == b"\xff\xd9":
-            factor = next(f for f in _CV2_REDUCED if f <= max_reduction)
-            bgr = cv2.imdecode(data, _CV2_REDUCED[factor])
-            if bgr is not None and bgr.ndim == 3:
-                return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), factor
     with _open(path, max_pixels) as image:
         try:
             image.load()
@@ -140,7 +115,33 @@ def read_image_rgb_reduced(
             ImageOps.exif_transpose(image, in_place=True)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             raise ImageError(f"cannot decode image {path}: truncated or corrupt ({err})") from None
-        return _to_rgb8(image), 1
+        return _to_rgb8(image)
+
+
+def read_image_rgb_reduced(
+    path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS, max_reduction: int = 1
+) -> tuple[np.ndarray, int]:
+    """:func:`read_image_rgb` at up to 1/``max_reduction`` of the size (1, 2, 4 or 8), and the factor it
+    was decoded at: the fast path of ``data.reduced_decode``.
+
+    An 8-bit colour JPEG without an EXIF rotation or mirror and with its end marker is decoded by
+    OpenCV's libjpeg-turbo straight into an array (Pillow's array conversion copies the image once
+    more), at 1/2, 1/4 or 1/8 by DCT scaling when ``max_reduction`` allows: a 1024-px photo at 1/2 in
+    about 40% of the time. Reduced pixel ``j`` covers full pixels ``factor*j ... factor*j + factor - 1``
+    (:func:`clamp.data.transforms.reduction_matrix`). Anything else takes :func:`read_image_rgb`.
+    """
+    path = Path(path)
+    with _open(path, max_pixels) as image:
+        fast = image.format == "JPEG" and image.mode == "RGB" and _orientation(image) == 1
+    if fast:
+        data = np.fromfile(path, dtype=np.uint8)
+        # No end marker: truncated (or trailing bytes); Pillow's path says which, OpenCV would pad with grey.
+        if data[-2:].tobytes() == b"\xff\xd9":
+            factor = next(f for f in _CV2_REDUCED if f <= max(1, max_reduction))
+            bgr = cv2.imdecode(data, _CV2_REDUCED[factor])
+            if bgr is not None and bgr.ndim == 3:
+                return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), factor
+    return read_image_rgb(path, max_pixels), 1
 
 
 #: OpenCV's reduced JPEG decodes, largest factor first.
