@@ -250,6 +250,17 @@ def test_outputs_never_overwrite_each_other_or_an_input(ckpt, tmp_path):
     assert sorted(image["drawing"] for image in again["images"]) == sorted(drawings)
 
 
+def test_the_readme_names_the_outputs_predict_writes():
+    import re
+
+    from clamp.predict import OUTPUT_SUFFIXES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Your own animals: predict", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`<name>([^`]*)`", section))
+    assert named == {".<ext>" + suffix for suffix in OUTPUT_SUFFIXES}  # a.jpg -> a.jpg.pose.jpg (test above)
+
+
 def test_progress_is_a_line_every_n_pictures_off_a_terminal(ckpt, tmp_path, caplog):
     photos = tmp_path / "photos"
     photos.mkdir()
