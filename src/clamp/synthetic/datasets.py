@@ -409,7 +409,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--image-size", type=int, default=256, help="square image side in pixels")
     parser.add_argument("--force", action="store_true", help="regenerate even if a matching dataset exists")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Progress on stdout like the other commands; stderr carries only the one-line error.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     make = generate_synthetic if args.force else ensure_synthetic
     try:
         out = make(
