@@ -689,7 +689,7 @@ def _demo_epoch_samples_per_s(workdir: Path, settings: dict[str, Any], name: str
         "-m",
         "clamp.train",
         "+experiment=demo",
-        f"data.root={workdir / 'demo-data'}",
+        f"data.generate.out={workdir / 'demo-data'}",
         "+data.generate.workers=2",
         *settings["load_overrides"],
         "trainer.max_epochs=1",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from clamp.figures import main
 
@@ -71,3 +74,34 @@ def test_figures_need_a_clamp_checkpoint(baseline_checkpoint, fixtures_dir, tmp_
         ]
     )
     assert code == 2 and "need a CLAMP model" in capsys.readouterr().err
+
+
+def real_model_checkpoint(demo: Path, tmp_path: Path) -> Path:
+    """``demo`` with the provenance of a real model (pretrained CLIP, real data)."""
+    from clamp.checkpoint import read_checkpoint
+
+    checkpoint = read_checkpoint(demo)
+    checkpoint["clamp"]["provenance"].update(synthetic_data=False, pretrained="RN50.pt")
+    torch.save(checkpoint, tmp_path / "real.ckpt")
+    return tmp_path / "real.ckpt"
+
+
+def has_banner_strip(path: Path) -> bool:
+    """Whether a figure starts with the dark banner strip ``draw_caption(..., above=True)`` adds."""
+    from clamp.visualization import OUTLINE_COLOR
+
+    top = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)[0]
+    return bool((np.abs(top.astype(int) - OUTLINE_COLOR).max(axis=1) <= 2).mean() > 0.9)
+
+
+def test_a_demo_models_figures_carry_the_banner_and_no_comparison_without_a_baseline(
+    trained_run, fixtures_dir, tmp_path
+):
+    demo = trained_run / "checkpoints" / "last.ckpt"
+    image = fixtures_dir / "photos" / "chelsea.png"
+    for name, ckpt in (("demo", demo), ("real", real_model_checkpoint(demo, tmp_path))):
+        assert main(["--ckpt", str(ckpt), "--image", str(image), "--out", str(tmp_path / name)]) == 0
+        written = sorted(p.name for p in (tmp_path / name).iterdir())
+        assert written == ["fig3_feature_matching.png", "fig4_score_maps.png"], "Fig. 5 compares with --baseline"
+        for figure in written:
+            assert has_banner_strip(tmp_path / name / figure) == (name == "demo"), (name, figure)

@@ -250,6 +250,17 @@ def test_outputs_never_overwrite_each_other_or_an_input(ckpt, tmp_path):
     assert sorted(image["drawing"] for image in again["images"]) == sorted(drawings)
 
 
+def test_the_readme_names_the_outputs_predict_writes():
+    import re
+
+    from clamp.predict import OUTPUT_SUFFIXES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Your own animals: predict", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`<name>([^`]*)`", section))
+    assert named == {".<ext>" + suffix for suffix in OUTPUT_SUFFIXES}  # a.jpg -> a.jpg.pose.jpg (test above)
+
+
 def test_progress_is_a_line_every_n_pictures_off_a_terminal(ckpt, tmp_path, caplog):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -480,7 +491,7 @@ def visible_ckpt(ckpt, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def onnx_files(visible_ckpt, tmp_path_factory):
-    """``visible_ckpt`` and its ONNX export by the command."""
+    """``visible_ckpt`` and its ONNX export by the command, the format read from the file name."""
     pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript: pip install 'clamp-pose[onnx]'")
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install 'clamp-pose[onnx]'")
     folder = tmp_path_factory.mktemp("onnx-e2e")
@@ -489,13 +500,15 @@ def onnx_files(visible_ckpt, tmp_path_factory):
         "-m",
         "clamp.export",
         f"ckpt={visible_ckpt}",
-        "format=onnx",
         f"out={onnx}",
         f"hydra.run.dir={folder / 'export'}",
         timeout=400,
     )
     assert result.returncode == 0, result.stderr
     assert "Replaced initializer" not in result.stdout + result.stderr, "exporter noise on the console"
+    assert onnx.is_file() and onnx.read_bytes()[:1] == b"\x08", "an ONNX protobuf (ir_version first), not a folder"
+    (folder / "probe").write_text("x")
+    assert onnx.stat().st_mode & 0o777 == (folder / "probe").stat().st_mode & 0o777
     return visible_ckpt, onnx
 
 
@@ -578,6 +591,25 @@ def test_export_refuses_an_onnx_name_that_is_not_one(ckpt, tmp_path):
     with pytest.raises(ClampError, match=r"name it \*\.onnx"):
         export(cfg)
     assert not (tmp_path / "m.txt").exists()
+
+
+def test_export_infers_the_format_from_the_name_and_refuses_one_that_contradicts_it(ckpt, tmp_path):
+    from clamp.export import export_format
+
+    assert export_format("auto", tmp_path / "model.onnx") == export_format("auto", tmp_path / "M.ONNX") == "onnx"
+    assert export_format("auto", tmp_path / "zoo") == "safetensors"
+    result = run_cli(
+        "-m",
+        "clamp.export",
+        f"ckpt={ckpt}",
+        "format=safetensors",
+        f"out={tmp_path / 'model.onnx'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "format=safetensors writes a folder" in line and "model.onnx" in line
+    assert not (tmp_path / "model.onnx").exists()
 
 
 def test_the_onnx_runner_needs_only_onnxruntime_and_says_how_to_install_it(monkeypatch, tmp_path):

@@ -87,6 +87,12 @@ def test_an_exported_model_folder_predicts_exactly_as_its_checkpoint(trained_run
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == ["clamp_model.json", "model.safetensors"]
+    # Made to share: the mode the user's umask gives any new file (safetensors alone would write 0600).
+    (tmp_path / "probe").write_text("x")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "zoo").iterdir()}
+    assert modes == dict.fromkeys(
+        ["clamp_model.json", "model.safetensors"], (tmp_path / "probe").stat().st_mode & 0o777
+    )
     from_checkpoint = clamp.Predictor.from_checkpoint(trained_run / "checkpoints" / "last.ckpt", device="cpu")
     from_folder = clamp.Predictor.from_pretrained(tmp_path / "zoo", device="cpu")
     image = np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)

@@ -73,6 +73,22 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monke
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_checkpoints_get_the_mode_the_users_umask_gives_every_file(tmp_path, umask):
+    import os
+
+    from clamp.lightning.checkpointing import AtomicCheckpointIO
+
+    previous = os.umask(umask)
+    try:
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(1)}}, tmp_path / "last.ckpt")
+        (tmp_path / "other.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "last.ckpt").stat().st_mode & 0o777 == (tmp_path / "other.txt").stat().st_mode & 0o777
+    assert (tmp_path / "last.ckpt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 # ---- signals -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_saves_the_current_step_and_exits_non_zero(synthetic_root, tmp_path, signum):

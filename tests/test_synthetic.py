@@ -140,6 +140,17 @@ def test_refuses_to_overwrite_a_folder_that_is_not_synthetic(tmp_path: Path) -> 
         generate_synthetic(tmp_path, num_train=1, num_val=1, image_size=TINY)
 
 
+def test_the_cli_refuses_a_folder_that_is_not_synthetic_in_one_line_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "annotations").mkdir()
+    with pytest.raises(SystemExit) as stop:
+        main(["--out", str(tmp_path), "--num-train", "1", "--num-val", "1", "--image-size", str(TINY)])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and line.startswith(f"error: {tmp_path} already holds dataset folders")
+    assert [p.name for p in tmp_path.iterdir()] == ["annotations"]
+
+
 def test_rejects_invalid_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="workers"):
         generate_synthetic(tmp_path / "w", workers=0)

@@ -37,7 +37,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from clamp.checkpoint import CheckpointError, read_checkpoint
     from clamp.keypoints import get_keypoint_spec
     from clamp.lightning.checkpointing import AtomicCheckpointIO
-    from clamp.lightning.datamodule import PoseDataModule
+    from clamp.lightning.datamodule import PoseDataModule, check_dataset_files
     from clamp.lightning.module import PoseEstimationModule
 
     ckpt = Path(cfg.ckpt)
@@ -63,8 +63,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         OmegaConf.to_container(cfg.evaluation, resolve=True), results_json=cfg.results_json
     )
     data_cfg["manifest_path"] = str(output_dir / "split_manifest.json")
+    # Evaluation reads: the synthetic settings a demo checkpoint recorded only say how to write its data.
+    synthetic = data_cfg.pop("generate", None)
     datamodule = PoseDataModule(**data_cfg)
-    datamodule.check_files()
+    check_dataset_files(spec.name, datamodule.root, datamodule.hparams.splits, synthetic=synthetic)
     trainer = L.Trainer(
         logger=False,
         default_root_dir=str(output_dir),

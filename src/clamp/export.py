@@ -1,4 +1,7 @@
-"""Export a trained checkpoint in a shareable form: ``python -m clamp.export ckpt=PATH out=DIR``.
+"""Export a trained checkpoint in a shareable form: ``python -m clamp.export ckpt=PATH out=DIR|model.onnx``.
+
+The format follows ``out`` (``format=auto``): an ``*.onnx`` name is an ONNX file, anything else a
+safetensors folder; a ``format=`` that contradicts the name is refused before anything is read.
 
 ``format=safetensors`` writes ``DIR/model.safetensors`` (the weights; safetensors holds tensors only,
 so loading it cannot run code) and ``DIR/clamp_model.json`` (the rebuild recipe, keypoint spec,
@@ -21,22 +24,38 @@ from omegaconf import DictConfig
 from clamp.cli import hydra_entry_point
 from clamp.errors import ClampError, did_you_mean
 
-EXPORT_FORMATS = ("safetensors", "onnx")
+EXPORT_FORMATS = ("auto", "safetensors", "onnx")
+
+
+def export_format(format: str, out: Path) -> str:
+    """The format to write: ``format``, or for ``auto`` the one ``out`` names (``*.onnx``: onnx, else
+    safetensors); a format that contradicts the name is refused."""
+    if format not in EXPORT_FORMATS:
+        raise ClampError(
+            f"format={format!r}{did_you_mean(str(format), EXPORT_FORMATS)}: choose one of {list(EXPORT_FORMATS)}"
+        )
+    onnx_name = out.suffix.lower() == ".onnx"
+    if format == "auto":
+        return "onnx" if onnx_name else "safetensors"
+    if format == "safetensors" and onnx_name:
+        raise ClampError(
+            f"format=safetensors writes a folder, but out={out} is named as an ONNX file; drop format= to "
+            "export ONNX there, or name a folder (out=exported/)"
+        )
+    return format
 
 
 def export(cfg: DictConfig) -> Path:
     from clamp.checkpoint import checkpoint_record, load_model, read_checkpoint
     from clamp.predictor import write_export
 
-    if cfg.format not in EXPORT_FORMATS:
-        raise ClampError(
-            f"format={cfg.format!r}{did_you_mean(str(cfg.format), EXPORT_FORMATS)}: choose one of "
-            f"{list(EXPORT_FORMATS)}"
-        )
+    fmt = export_format(str(cfg.format), Path(cfg.out))
+    if fmt == "safetensors" and Path(cfg.out).is_file():
+        raise ClampError(f"out={cfg.out} is a file; a safetensors export is a folder (out=exported/)")
     checkpoint = read_checkpoint(cfg.ckpt)
     record = checkpoint_record(checkpoint, cfg.ckpt)
     model = load_model(checkpoint)
-    if cfg.format == "onnx":
+    if fmt == "onnx":
         return _export_onnx(cfg, model, record)
     out = write_export(Path(cfg.out), model, record)
     print(f"exported {cfg.ckpt} -> {out} (load with clamp.Predictor.from_pretrained({str(out)!r}))")

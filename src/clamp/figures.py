@@ -6,7 +6,11 @@
   random weights) and the trained one. The keypoints are the ground truth's (``--gt``) when given, else
   the trained model's predictions.
 * Fig. 4 (``fig4_score_maps.png``): the score map S of every keypoint over the crop.
-* Figs. 5-6 (``fig5_comparison.png``): SimpleBaseline (``--baseline``) beside CLAMP beside the ground truth.
+* Figs. 5-6 (``fig5_comparison.png``, only with ``--baseline``): SimpleBaseline beside CLAMP beside the
+  ground truth (when ``--gt`` is given).
+
+A demo model's figures (trained on synthetic data or from random CLIP weights, as ``make demo``'s) carry
+the banner its predict drawings carry, on a strip above the figure.
 
 The image is one animal framed by ``--box x y w h`` (default: the whole image), or the first annotated
 animal of ``--gt`` (a COCO-keypoint file holding the image). ``--wandb`` also logs the figures to W&B
@@ -123,11 +127,10 @@ def _initial_model(args: argparse.Namespace, trained):
 
 def make_figures(args: argparse.Namespace) -> list[Path]:
     """Write the figures the arguments ask for (module docstring); returns their paths."""
-    import clamp
     from clamp.files import read_image_rgb
     from clamp.visualization import denormalize_image, draw_caption, draw_pose, draw_score_maps, side_by_side
 
-    model = clamp.load_model(args.ckpt)
+    model, banner = _load(args.ckpt)
     if getattr(model, "logit_scale", None) is None:
         raise ClampError(
             f"{args.ckpt} is a {model.config['name']}: figures 3 and 4 need a CLAMP model "
@@ -154,7 +157,7 @@ def make_figures(args: argparse.Namespace) -> list[Path]:
     ]
     height = max(m.shape[0] for m in matrices)
     matrices = [np.pad(m, ((0, height - m.shape[0]), (0, 0), (0, 0)), constant_values=255) for m in matrices]
-    written.append(_write(out / "fig3_feature_matching.png", side_by_side(*matrices)))
+    written.append(_write(out / "fig3_feature_matching.png", side_by_side(*matrices), banner))
 
     with torch.no_grad():
         score_maps = model(crop, return_aux=True).score_maps[0].numpy()
@@ -162,32 +165,42 @@ def make_figures(args: argparse.Namespace) -> list[Path]:
         _write(
             out / "fig4_score_maps.png",
             draw_score_maps(denormalize_image(crop[0]), score_maps, spec, value_range=(-1.0, 1.0)),
+            banner,
         )
     )
 
-    panels = []
-    if args.baseline is not None:
-        baseline = clamp.load_model(args.baseline)
+    if args.baseline is not None:  # the comparison of Figs. 5-6 needs the model compared with
+        baseline, baseline_banner = _load(args.baseline)
         base_crop, base_center, base_scale = _crop(baseline, image, box)
-        panels.append(
-            draw_caption(
-                draw_pose(image, _predict(baseline, base_crop, base_center, base_scale)[0], baseline.keypoint_spec),
-                "SimpleBaseline",
-            )
+        base_pose = _predict(baseline, base_crop, base_center, base_scale)[0]
+        comparison = side_by_side(
+            draw_caption(draw_pose(image, base_pose, baseline.keypoint_spec), "SimpleBaseline"),
+            draw_caption(draw_pose(image, predicted, spec), "CLAMP"),
         )
-    panels.append(draw_caption(draw_pose(image, predicted, spec), "CLAMP"))
-    if gt is not None:
-        panels.append(draw_caption(draw_pose(image, gt, spec), "ground truth"))
-    comparison = panels[0]
-    for panel in panels[1:]:
-        comparison = side_by_side(comparison, panel)
-    written.append(_write(out / "fig5_comparison.png", comparison))
+        if gt is not None:
+            comparison = side_by_side(comparison, draw_caption(draw_pose(image, gt, spec), "ground truth"))
+        written.append(_write(out / "fig5_comparison.png", comparison, banner or baseline_banner))
     if args.wandb:
         _log_to_wandb(written)
     return written
 
 
-def _write(path: Path, image_rgb: np.ndarray) -> Path:
+def _load(path: str) -> tuple[torch.nn.Module, str | None]:
+    """The network of a checkpoint and the banner of a demo model's pictures (None for a real model)."""
+    from clamp.checkpoint import checkpoint_record, load_model, read_checkpoint
+    from clamp.predictor import demo_caption
+
+    checkpoint = read_checkpoint(path)
+    model = load_model(checkpoint)
+    return model, demo_caption(checkpoint_record(checkpoint, path)["provenance"], model.config["name"])
+
+
+def _write(path: Path, image_rgb: np.ndarray, banner: str | None = None) -> Path:
+    """Write a figure; a demo model's banner goes on a strip above it, where it hides nothing."""
+    from clamp.visualization import draw_caption
+
+    if banner:
+        image_rgb = draw_caption(image_rgb, banner, above=True)
     cv2.imwrite(str(path), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
     return path
 

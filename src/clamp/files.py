@@ -175,6 +175,31 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
 
 
+def new_file_mode() -> int:
+    """The permission bits a file created now gets, ``0o666`` less the process's umask (read from /proc on
+    Linux, so that no other thread ever runs under a changed umask)."""
+    try:
+        found = re.search(r"^Umask:\s*([0-7]+)$", Path("/proc/self/status").read_text(), flags=re.MULTILINE)
+    except OSError:
+        found = None
+    if found is not None:
+        mask = int(found.group(1), 8)
+    else:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def give_default_mode(path: str | os.PathLike | int) -> None:
+    """Set a file (a path or an open descriptor) to the mode of an ordinary new file (:func:`new_file_mode`):
+    writers that create private 0600 files (``tempfile.mkstemp``, safetensors) would otherwise keep the
+    user's checkpoints and exports from the group and the others their umask allows."""
+    if isinstance(path, int):
+        os.fchmod(path, new_file_mode())
+    else:
+        os.chmod(path, new_file_mode())
+
+
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
 
 

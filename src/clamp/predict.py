@@ -21,9 +21,9 @@ record and the field.
 
 Writes under ``output``: ``predictions.json`` (per image each animal's named keypoints with scores;
 per video where its results are; what was skipped and why; the model and whether it is a demo
-model), one drawing per image, ``<name>.pose.jpg`` (``<name>.scores.jpg`` too with
+model), one drawing per image, ``<name>.<ext>.pose.jpg`` (``<name>.<ext>.scores.jpg`` too with
 ``score_maps=true``: CLAMP's per-keypoint score maps over each animal's crop), and per video a drawn
-``<name>.pose.mp4`` and its per-frame results ``<name>.pose.json``. Names keep the input's suffix
+``<name>.<ext>.pose.mp4`` and its per-frame results ``<name>.<ext>.pose.json``. Names keep the input's suffix
 (``a.jpg`` and ``a.png`` give ``a.jpg.pose.jpg`` and ``a.png.pose.jpg``), and no output ever replaces
 another one or an input. An unreadable image or video is reported by name and skipped; every other
 one gets its result. Crops of several images (and frames) share each forward pass.

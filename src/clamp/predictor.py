@@ -51,7 +51,7 @@ from clamp.data.transforms import BOX_PADDING, IMAGENET_MEAN, IMAGENET_STD, TopD
 from clamp.errors import ClampError, MissingFileError
 from clamp.evaluation.decode import flip_back_heatmaps
 from clamp.evaluation.postprocess import KEYPOINT_SCORE_THRESHOLD, rescore
-from clamp.files import MAX_IMAGE_PIXELS, read_image_rgb, read_json
+from clamp.files import MAX_IMAGE_PIXELS, give_default_mode, read_image_rgb, read_json
 from clamp.keypoints import KeypointSpec
 
 if TYPE_CHECKING:
@@ -499,5 +499,6 @@ def write_export(folder: str | os.PathLike, model: torch.nn.Module, record: Mapp
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / EXPORT_WEIGHTS), metadata={"format": "pt", "clamp_format": str(FORMAT_VERSION)})
+    give_default_mode(folder / EXPORT_WEIGHTS)  # safetensors writes 0600; the file is meant for sharing
     (folder / EXPORT_RECORD).write_text(json.dumps(dict(record), indent=2, sort_keys=True) + "\n")
     return folder

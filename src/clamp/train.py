@@ -145,17 +145,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     from clamp.checkpoint import read_checkpoint
     from clamp.lightning.checkpointing import PreemptionHandler, resolve_resume
-    from clamp.lightning.datamodule import check_dataset_files
+    from clamp.lightning.datamodule import check_dataset_files, writes_dataset
     from clamp.lightning.module import PoseEstimationModule
 
     output_dir = Path(cfg.paths.output_dir)
     resume = resolve_resume(cfg.ckpt_path, output_dir / "checkpoints")
     if resume is not None:
         check_resume_compatible(read_checkpoint(resume), cfg, resume)
-    if cfg.data.get("generate") is None:
-        check_dataset_files(
-            cfg.data.keypoints if isinstance(cfg.data.keypoints, str) else "custom", cfg.data.root, cfg.data.splits
-        )
+    generate = OmegaConf.to_container(cfg.data.generate, resolve=True) if cfg.data.get("generate") else None
+    if not writes_dataset(cfg.data.root, generate):
+        dataset = cfg.data.keypoints if isinstance(cfg.data.keypoints, str) else "custom"
+        check_dataset_files(dataset, cfg.data.root, cfg.data.splits, synthetic=generate)
     output_dir.mkdir(parents=True, exist_ok=True)
     threads = training_threads(
         cfg.speed.get("cpu_threads", "auto"), str(cfg.trainer.get("accelerator")), int(cfg.data.get("num_workers") or 0)

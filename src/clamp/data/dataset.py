@@ -192,11 +192,11 @@ def check_images(data: CocoKeypoints, max_image_pixels: int = MAX_IMAGE_PIXELS, 
                 f"{record.height} for image id {image_id}"
             )
     if problems:
-        shown = "\n  ".join(problems[:5])
-        more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
+        shown = "; ".join(problems[:5])
+        more = f"; ... and {len(problems) - 5} more" if len(problems) > 5 else ""
         raise DatasetImageError(
             f"{len(problems)} of the {len(image_ids)} {stage + ' ' if stage else ''}images of {data.path} "
-            f"cannot be used (image root {data.image_root}):\n  {shown}{more}\n"
+            f"cannot be used (image root {data.image_root}): {shown}{more}. "
             "Fix or restore these files, point data.root at the complete dataset, or remove their "
             "annotations."
         )

@@ -32,6 +32,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from clamp.checkpoint import CheckpointError
 from clamp.errors import ClampError
+from clamp.files import give_default_mode
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            give_default_mode(handle)  # mkstemp's 0600 would make the renamed checkpoint private
             with os.fdopen(handle, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()

@@ -5,6 +5,11 @@ an empty training or evaluation set, and images that are missing, not images, la
 pixel cap or not the size their annotation file gives all stop the run with one message. Images
 that only fail when decoded (truncated, corrupt) are skipped and counted during the run, up to
 ``max_bad_fraction`` of a stage's samples (:meth:`bad_sample_limit`).
+
+A data module reads its dataset; it writes one only where its ``generate`` settings say so
+(:func:`writes_dataset`): a synthetic dataset into the one folder they name (``generate.out``, the
+demo's ``data/synthetic``) when that folder is the data root. A ``root`` pointed anywhere else is read as
+it is, and a missing dataset there is an error, never a reason to write into a user's folder.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from clamp.errors import ClampError, MissingFileError, did_you_mean
 from clamp.files import MAX_IMAGE_PIXELS
 from clamp.keypoints import get_keypoint_spec
 from clamp.synthetic import SYNTHETIC_CONTRIBUTOR, ensure_synthetic
+from clamp.synthetic.datasets import synthetic_command
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +99,22 @@ class PoseDataModule(L.LightningDataModule):
     def image_root(self, stage: str) -> Path:
         return self.root / self.hparams.splits[stage]["images"]
 
+    @property
+    def writes_dataset(self) -> bool:
+        """Whether this module generates its (synthetic) dataset when missing; see :func:`writes_dataset`."""
+        return writes_dataset(self.root, self.hparams.generate)
+
     def check_files(self, stages: tuple[str, ...] = STAGES) -> None:
         """Fail fast, before any model or worker starts, when a dataset file is missing."""
-        if self.hparams.generate is None:
-            check_dataset_files(self.spec.name, self.root, self.hparams.splits, stages)
+        if not self.writes_dataset:
+            check_dataset_files(self.spec.name, self.root, self.hparams.splits, stages, synthetic=self.hparams.generate)
 
     # ---- Lightning hooks ------------------------------------------------------------------
     def prepare_data(self) -> None:
-        if self.hparams.generate is not None:
-            ensure_synthetic(self.root, **dict(self.hparams.generate))
+        if self.writes_dataset:
+            generate = dict(self.hparams.generate)
+            generate.pop("out")
+            ensure_synthetic(self.root, **generate)
 
     def setup(self, stage: str | None = None) -> None:
         stages = _LIGHTNING_STAGES.get(stage or "", STAGES)
@@ -285,18 +298,45 @@ def init_loader_worker(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
+def writes_dataset(root: str | Path, generate: Mapping[str, Any] | None) -> bool:
+    """Whether a data module of ``root`` and ``generate`` may write its dataset: only when ``generate`` (the
+    keyword arguments of :func:`clamp.synthetic.ensure_synthetic` plus ``out``, the one folder they may
+    write) names ``root`` itself. Evaluation passes no ``generate``; a ``data.root`` moved elsewhere is read."""
+    if generate is None:
+        return False
+    if generate.get("out") is None:
+        raise ClampError(
+            "data.generate has no 'out': name the one folder a synthetic dataset may be written to "
+            "(data.generate.out=DIR; data.root follows it in the synthetic configs)"
+        )
+    return Path(generate["out"]).resolve() == Path(root).resolve()
+
+
 def check_dataset_files(
-    dataset: str, root: str | Path, splits: Mapping[str, Mapping[str, str]], stages: tuple[str, ...] = STAGES
+    dataset: str,
+    root: str | Path,
+    splits: Mapping[str, Mapping[str, str]],
+    stages: tuple[str, ...] = STAGES,
+    synthetic: Mapping[str, Any] | None = None,
 ) -> None:
-    """Raise :class:`MissingDataError` naming the first missing annotation file or image folder."""
+    """Raise :class:`MissingDataError` naming the first missing annotation file or image folder.
+
+    ``synthetic`` (a ``generate`` block, e.g. the one a checkpoint of synthetic data recorded) makes the
+    message give the ``python -m clamp.synthetic`` command that writes that dataset there."""
     root = Path(root)
     for stage in stages:
         files = ((root / splits[stage]["ann"], "annotation file"), (root / splits[stage]["images"], "image folder"))
         for path, what in files:
             if not path.exists():
-                raise MissingDataError(
-                    f"{dataset} {stage} {what} not found: {path}\n"
-                    f"Put the dataset under data.root={root} (README, 'Datasets'), or point data.root / "
-                    f"paths.data_dir at your copy. To try everything offline instead: "
-                    f"python -m clamp.train +experiment=demo"
-                )
+                if synthetic is not None:
+                    todo = (
+                        f"A folder you name is read, never written: `{synthetic_command(root, **synthetic)}` "
+                        "writes this synthetic dataset there, or point data.root at a copy."
+                    )
+                else:
+                    todo = (
+                        f"Put the dataset under data.root={root} (README, 'Datasets'), or point data.root / "
+                        f"paths.data_dir at your copy. To try everything offline instead: "
+                        f"python -m clamp.train +experiment=demo"
+                    )
+                raise MissingDataError(f"{dataset} {stage} {what} not found: {path}. {todo}")

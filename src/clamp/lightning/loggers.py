@@ -46,6 +46,9 @@ def build_loggers(logger_cfg: Mapping[str, Any], run_cfg: DictConfig, output_dir
             row = "_".join(part for part in row_key(OmegaConf.to_container(run_cfg, resolve=True)) if part)
             kwargs = {"id": _wandb_run_id(output_dir), "resume": "allow", "job_type": row, **kwargs}
         logger = _LOGGERS[name](**kwargs)
+        if name == "wandb" and logger._wandb_init.get("anonymous") is None:
+            # Lightning always passes anonymous=None, which W&B answers with a deprecation warning on stderr.
+            del logger._wandb_init["anonymous"]
         try:
             logger.log_hyperparams(OmegaConf.to_container(run_cfg, resolve=True))
         except UsageError as err:

@@ -1,7 +1,8 @@
 """Synthetic data for offline runs and tests: drawn quadrupeds in the real datasets' file layouts.
 
 ``python -m clamp.synthetic --out DIR --dataset ap10k|animalpose|coco`` writes one; the data configs
-``data=synthetic`` (and ``synthetic_animalpose``, ``synthetic_coco``) generate theirs on first use.
+``data=synthetic`` (and ``synthetic_animalpose``, ``synthetic_coco``) generate theirs on first use, into
+their own folder (``data.generate.out``) only: nothing else writes a dataset.
 """
 
 from clamp.synthetic.datasets import (

@@ -27,6 +27,7 @@ import json
 import logging
 import multiprocessing
 import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ import numpy as np
 
 from clamp.data.layouts import LAYOUTS as FILE_LAYOUTS
 from clamp.data.layouts import DatasetLayout
+from clamp.errors import ClampError
 from clamp.keypoints import ANIMALPOSE, AP10K, AP10K_CATEGORIES, COCO, KeypointSpec
 from clamp.synthetic.render import GENERATOR_VERSION, SyntheticAnimal, render_synthetic_image
 
@@ -46,6 +48,11 @@ logger = logging.getLogger(__name__)
 SYNTHETIC_CONTRIBUTOR = "clamp.synthetic"
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "synthetic.json"
+
+
+class NotSyntheticFolderError(ClampError, FileExistsError):
+    """The output folder holds a dataset that clamp.synthetic did not write; it is never overwritten."""
+
 
 # Each target keypoint as the mean of AP-10K keypoint indices (0 L_eye, 1 R_eye, 2 nose, 3 neck,
 # 4 root_of_tail, 5/8 shoulders, 6/9 elbows, 7/10 front paws, 11/14 hips, 12/15 knees, 13/16 back paws).
@@ -263,7 +270,7 @@ def generate_synthetic(
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
     elif any(folder.exists() for folder in folders):
-        raise FileExistsError(
+        raise NotSyntheticFolderError(
             f"{out} already holds dataset folders but no {MANIFEST_NAME}, so it is not a synthetic "
             "dataset written by clamp.synthetic; refusing to overwrite it. Choose another output "
             "folder or delete this one."
@@ -364,6 +371,16 @@ def ensure_synthetic(
         )
 
 
+def synthetic_command(out_dir: str | Path, **generate: object) -> str:
+    """The ``python -m clamp.synthetic`` command that writes the dataset ``generate`` describes into ``out_dir``
+    (``generate``: the keyword arguments of :func:`ensure_synthetic`; ``out`` and unknown keys are ignored)."""
+    flags = {"dataset": "--dataset", "seed": "--seed", "num_train": "--num-train", "num_val": "--num-val"}
+    flags |= {"num_test": "--num-test", "image_size": "--image-size"}
+    words = ["python -m clamp.synthetic", "--out", str(out_dir)]
+    words += [f"{flag} {generate[key]}" for key, flag in flags.items() if generate.get(key) is not None]
+    return " ".join(words)
+
+
 def _mismatch(out: Path, params: dict) -> str | None:
     """Why the dataset in ``out`` cannot be reused, or None if it can."""
     manifest = out / MANIFEST_NAME
@@ -423,17 +440,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes drawing the images (same files)")
     parser.add_argument("--force", action="store_true", help="regenerate even if a matching dataset exists")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Progress on stdout like the other commands; stderr carries only the one-line error.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     make = generate_synthetic if args.force else ensure_synthetic
-    out = make(
-        args.out,
-        dataset=args.dataset,
-        seed=args.seed,
-        num_train=args.num_train,
-        num_val=args.num_val,
-        num_test=args.num_test,
-        image_size=args.image_size,
-        workers=args.workers,
-    )
+    try:
+        out = make(
+            args.out,
+            dataset=args.dataset,
+            seed=args.seed,
+            num_train=args.num_train,
+            num_val=args.num_val,
+            num_test=args.num_test,
+            image_size=args.image_size,
+            workers=args.workers,
+        )
+    except (ClampError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     for split in SPLITS:
         print(summarize_split(annotation_path(out, split, args.dataset)))
