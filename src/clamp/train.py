@@ -134,7 +134,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resume = resolve_resume(cfg.ckpt_path, output_dir / "checkpoints")
     if resume is not None:
         check_resume_compatible(read_checkpoint(resume), cfg, resume)
-    if cfg.data.get("generate") is None:
+    if "datasets" in cfg.data:  # data=multi: every member's files
+        from clamp.lightning.multi import check_member_files
+
+        check_member_files(OmegaConf.to_container(cfg.data, resolve=True))
+    elif cfg.data.get("generate") is None:
         check_dataset_files(
             cfg.data.keypoints if isinstance(cfg.data.keypoints, str) else "custom", cfg.data.root, cfg.data.splits
         )
@@ -160,7 +164,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "%s: %s on %s (%s), run folder %s%s",
             cfg.task_name,
             module.model.config["name"],
-            cfg.data.root,
+            " + ".join(cfg.data.datasets) if "datasets" in cfg.data else cfg.data.root,
             cfg.split.mode,
             output_dir,
             f", resuming {resume}" if resume else "",
