@@ -312,6 +312,13 @@ def test_a_joint_run_trains_and_reports_each_datasets_ap_from_the_experiment_con
     for name in FIXTURES:
         manifest = json.loads((tmp_path / f"split_manifest.{name}.json").read_text())
         assert manifest["parts"]["test"]["instance_ids"]
+    from clamp.eval import evaluate
+    from tests.helpers import compose_eval
+
+    ckpt = next((tmp_path / "checkpoints").glob("best-*.ckpt"))
+    again = evaluate(compose_eval([f"ckpt={ckpt}", f"paths.output_dir={tmp_path / 'eval'}", "trainer.accelerator=cpu"]))
+    assert {n: again["datasets"][n]["AP"] for n in FIXTURES} == {n: metrics["datasets"][n]["AP"] for n in FIXTURES}
+    assert (tmp_path / "eval" / "results.animalpose.json").is_file()
     logged = (tmp_path / "csv").rglob("metrics.csv")
     header = next(iter(logged)).read_text().splitlines()[0]
     assert "val/ap10k/AP" in header and "val/animalpose/AP" in header and "val/AP" in header
@@ -335,9 +342,16 @@ def test_the_sampling_ratio_of_the_config_sets_each_datasets_share_of_an_epoch(f
         "ap10k_animalpose", members, {"mode": "full"}, INPUT, HEATMAP, COARSE, 2, num_workers=0, epoch_size=8
     )
     datamodule.setup("fit")
-    loader = datamodule.train_dataloader()
-    indices = torch.cat([batch["dataset_index"] for batch in loader]).tolist()
+    batches = list(datamodule.train_dataloader())
+    indices = torch.cat([batch["dataset_index"] for batch in batches]).tolist()
     assert (indices.count(0), indices.count(1)) == (2, 6)
+    # A run resumed after one batch of the epoch sees exactly the samples the interrupted one would have.
+    datamodule.load_state_dict({"epoch": 0, "batches": 1})
+    resumed = list(datamodule.train_dataloader())
+    assert len(resumed) == len(batches) - 1
+    for before, after in zip(batches[1:], resumed, strict=True):
+        torch.testing.assert_close(after["image"], before["image"])
+        assert after["dataset_index"].tolist() == before["dataset_index"].tolist()
     assert len(datamodule.val_dataloader()) == 2  # one evaluation loader per dataset
     np.testing.assert_array_equal(
         next(iter(datamodule.val_dataloader()[1]))["target_weight"][:, [union_index(n) for n in AP10K_ONLY]], 0
@@ -369,3 +383,22 @@ def test_the_tables_command_lays_out_each_dataset_trained_alone_beside_trained_j
     assert rows["animalpose"][-3:] == ["60.0", "64.0", "+4.0"]
     assert main([str(tmp_path / "ap10k"), "--joint"]) == 2  # no joint run: one clear line
     assert "data=multi" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_readme_smoke_commands_train_jointly_and_alone_on_both_layouts_and_tabulate_them(tmp_path):
+    from tests.helpers import run_cli
+
+    common = [f"paths.data_dir={tmp_path / 'data'}"]
+    for name, experiment in (("joint", "joint_ap10k_animalpose"), ("ap10k", "supervised"), ("ap", "animalpose")):
+        result = run_cli("-m", "clamp.train", f"+experiment={experiment}", "+debug=smoke",
+                         f"hydra.run.dir={tmp_path / 'runs' / name}", *common, timeout=900)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    joint = json.loads((tmp_path / "runs" / "joint" / "metrics.json").read_text())
+    assert set(joint["datasets"]) == {"ap10k", "animalpose"}
+    layouts = tmp_path / "data" / "smoke_ap10k_animalpose"
+    assert (layouts / "ap10k" / "annotations" / "ap10k-train-split1.json").is_file()
+    assert (layouts / "animalpose" / "annotations" / "animalpose_train.json").is_file()
+    table = run_cli("-m", "clamp.tables", str(tmp_path / "runs"), "--joint", "--format", "csv")
+    assert table.returncode == 0, table.stderr
+    assert sorted(line.split(",")[0] for line in table.stdout.splitlines()[1:]) == ["animalpose", "ap10k"]
