@@ -274,6 +274,15 @@ def test_each_dataset_scores_as_a_single_dataset_evaluation_and_pycocotools_of_t
         assert report["datasets"][name]["per_species"] == single.last_report["per_species"]
         direct = pycocotools_eval(gts[name], single.coco_results(), spec.sigmas)
         assert float(stats[f"{name}/AP"]) == pytest.approx(direct.stats[0], abs=1e-12)
+    from clamp.lightning.callbacks import WandbEvaluationLogger
+
+    class Table:  # what the W&B logger's tables need of wandb
+        def __init__(self, columns, data):
+            self.columns, self.data = columns, data
+
+    tables = WandbEvaluationLogger.tables(report, type("wandb", (), {"Table": Table}))
+    names = [row[0] for row in tables["val/per_species_AP"].data]
+    assert any(n.startswith("ap10k: ") for n in names) and any(n.startswith("animalpose: ") for n in names)
     aps = [report["datasets"][n]["AP"] for n in FIXTURES]
     assert 0 < min(aps) < 1 and float(stats["AP"]) == pytest.approx(sum(aps) / 2)
 

@@ -36,7 +36,8 @@ class MultiDatasetAPMetric(torch.nn.Module):
     ``datasets`` lists ``(name, spec, gt)`` in ``dataset_index`` order; ``results_paths`` optionally names a
     results JSON per dataset. ``compute`` returns the mean over datasets of each stat under its own name
     (what ``val/AP`` and best-checkpoint selection use) and every dataset's under ``<name>/<stat>``;
-    :attr:`last_report` holds the means and ``datasets``: each dataset's full report.
+    :attr:`last_report` holds the means, ``datasets``: each dataset's full report, and ``per_species`` /
+    ``per_family`` of all datasets, named ``<dataset>: <species or family>``.
     """
 
     def __init__(
@@ -86,7 +87,23 @@ class MultiDatasetAPMetric(torch.nn.Module):
             stats.update({f"{name}/{key}": value for key, value in values.items()})
             reports.append(dict(metric.last_report or {}))
         means = mean_stats(reports)
-        self.last_report = {**means, "datasets": dict(zip(self.names, reports, strict=True))}
+        # The breakdowns of all datasets in one table each (what the W&B evaluation logger draws).
+        per_species = {
+            f"{name}/{key}": {**row, "name": f"{name}: {row['name']}"}
+            for name, report in zip(self.names, reports, strict=True)
+            for key, row in report.get("per_species", {}).items()
+        }
+        per_family = {
+            f"{name}: {family}": row
+            for name, report in zip(self.names, reports, strict=True)
+            for family, row in report.get("per_family", {}).items()
+        }
+        self.last_report = {
+            **means,
+            "per_species": per_species,
+            "per_family": per_family,
+            "datasets": dict(zip(self.names, reports, strict=True)),
+        }
         return {**{k: torch.tensor(v, dtype=torch.float64) for k, v in means.items()}, **stats}
 
     def reset(self) -> None:
