@@ -287,7 +287,7 @@ def test_each_dataset_scores_as_a_single_dataset_evaluation_and_pycocotools_of_t
     assert 0 < min(aps) < 1 and float(stats["AP"]) == pytest.approx(sum(aps) / 2)
 
 
-def test_a_joint_run_trains_and_reports_each_datasets_ap_from_the_experiment_config(fixtures_dir, tmp_path):
+def test_a_joint_run_trains_and_reports_each_datasets_ap_from_the_experiment_config(fixtures_dir, tmp_path, capsys):
     from clamp.train import train
 
     members = fixture_members(fixtures_dir)
@@ -312,6 +312,9 @@ def test_a_joint_run_trains_and_reports_each_datasets_ap_from_the_experiment_con
             overrides += [f"data.datasets.{name}.splits.{stage}.ann={member['splits'][stage]['ann']}",
                           f"data.datasets.{name}.splits.{stage}.images=."]  # fmt: skip
     metrics = train(compose_train(overrides))
+    printed = capsys.readouterr().out
+    assert "evaluated 2 test batches" in printed  # one batch of each dataset's test loader
+    assert re.search(r"^animalpose +\d", printed, re.M) and re.search(r"^mean +\d", printed, re.M)
     assert set(metrics["datasets"]) == {"ap10k", "animalpose"}
     assert metrics["AP"] == pytest.approx(
         (metrics["datasets"]["ap10k"]["AP"] + metrics["datasets"]["animalpose"]["AP"]) / 2
@@ -411,3 +414,26 @@ def test_the_readme_smoke_commands_train_jointly_and_alone_on_both_layouts_and_t
     table = run_cli("-m", "clamp.tables", str(tmp_path / "runs"), "--joint", "--format", "csv")
     assert table.returncode == 0, table.stderr
     assert sorted(line.split(",")[0] for line in table.stdout.splitlines()[1:]) == ["animalpose", "ap10k"]
+
+
+def test_a_coco_format_set_of_your_own_joins_the_datasets_from_the_command_line_as_the_readme_shows(fixtures_dir):
+    from omegaconf import OmegaConf
+
+    folder, file = FIXTURES["ap10k"]
+    cfg = compose_train(
+        [
+            "data=multi",
+            "+data@data.datasets.mine=custom",
+            "data.datasets.mine.keypoints=ap10k",
+            f"data.datasets.mine.root={fixtures_dir / folder}",
+            *(f"data.datasets.mine.splits.{s}.ann={file}" for s in ("train", "val", "test")),
+        ]  # fmt: skip
+    )
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    assert list(data["datasets"]) == ["ap10k", "animalpose", "mine"]
+    del data["datasets"]["ap10k"], data["datasets"]["animalpose"]  # not on this machine
+    data.pop("_target_"), data.pop("_recursive_")
+    datamodule = MultiPoseDataModule(**data, split={"mode": "full"}, input_size=INPUT, heatmap_size=HEATMAP,
+                                     coarse_size=COARSE)  # fmt: skip
+    datamodule.setup("validate")
+    assert datamodule.member_specs() == [("mine", AP10K)] and len(datamodule.datasets["val"][0]) == 2

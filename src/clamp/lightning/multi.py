@@ -165,7 +165,7 @@ class MultiPoseDataModule(L.LightningDataModule):
                     f"'{self.union.name}' (members {sorted(self.union.members)}); declare the mapping in "
                     "clamp.keypoints or give data.keypoints as a union dict"
                 )
-            self.union.channels(spec)
+            self.union.channels(spec)  # refuses a spec that only shares its name with the union's member
             self.ratios[name] = None if member["ratio"] is None else float(member["ratio"])
             manifest = None if manifest_path is None else str(Path(manifest_path).with_suffix(f".{name}.json"))
             self.members[name] = _member_module(member, manifest, dict(self.hparams))
@@ -230,8 +230,9 @@ class MultiPoseDataModule(L.LightningDataModule):
             )
 
     def _ratios(self, sizes: list[int]) -> list[float]:
-        ratios = list(self.ratios.values())
-        return [float(s) for s in sizes] if ratios[0] is None else [float(r) for r in ratios]  # type: ignore[arg-type]
+        """The configured ratios, or the training sets' sizes when none is given."""
+        given = [r for r in self.ratios.values() if r is not None]
+        return given if given else [float(size) for size in sizes]
 
     def bad_sample_limit(self, stage: str) -> int:
         dataset = self.datasets.get(stage)
