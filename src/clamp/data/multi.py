@@ -75,9 +75,6 @@ class MultiTopDownDataset(ConcatDataset):
 
     datasets: list[UnionView]
 
-    def __init__(self, datasets: Sequence[UnionView]) -> None:
-        super().__init__(datasets)
-
     def locate(self, index: int) -> tuple[int, int]:
         """(member, index within it) of a global index."""
         if not 0 <= index < len(self):
