@@ -230,8 +230,12 @@ def report_metrics(metrics: dict[str, Any], path: Path, title: str) -> None:
     """Write ``metrics`` as JSON and print a small table of the headline OKS metrics."""
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     print(f"\n{title}")
-    print("  ".join(f"{k:>6}" for k in HEADLINE_METRICS))
-    print("  ".join(f"{100 * metrics[k]:6.1f}" for k in HEADLINE_METRICS))
+    # A multi-dataset run: one line per dataset, each scored alone, and their mean (what val/AP is).
+    rows = {**(metrics.get("datasets") or {}), "mean": metrics} if metrics.get("datasets") else {"": metrics}
+    width = max(len(name) for name in rows)
+    print(f"{'':{width}}  " * bool(width) + "  ".join(f"{k:>6}" for k in HEADLINE_METRICS))
+    for name, row in rows.items():
+        print(f"{name:{width}}  " * bool(width) + "  ".join(f"{100 * row[k]:6.1f}" for k in HEADLINE_METRICS))
     skipped = metrics.get("unreadable_samples") or []
     if skipped:
         print(f"  {len(skipped)} unreadable image(s) were skipped and count as misses: {skipped[:3]}")

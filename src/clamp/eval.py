@@ -26,9 +26,16 @@ def _merge(stored: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _merge(merged[key], value)
-        elif value is not None:
+        elif value is not None and _sets_something(value):
             merged[key] = value
     return merged
+
+
+def _sets_something(value: Any) -> bool:
+    """Whether an override holds a non-null value anywhere (``data.splits`` of nulls sets nothing)."""
+    if isinstance(value, dict):
+        return any(_sets_something(v) for v in value.values())
+    return value is not None
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -65,8 +72,18 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     data_cfg["manifest_path"] = str(output_dir / "split_manifest.json")
     # Evaluation reads: the synthetic settings a demo checkpoint recorded only say how to write its data.
     synthetic = data_cfg.pop("generate", None)
-    datamodule = PoseDataModule(**data_cfg)
-    check_dataset_files(spec.name, datamodule.root, datamodule.hparams.splits, synthetic=synthetic)
+    if "datasets" in data_cfg:  # trained with data=multi: every dataset of the union, each scored alone
+        from clamp.lightning.multi import MultiPoseDataModule, member_settings
+
+        members = member_settings(data_cfg["datasets"], data_cfg.get("root"), synthetic)
+        data_cfg.update(root=None, datasets={name: {**m, "generate": None} for name, m in members.items()})
+        datamodule: Any = MultiPoseDataModule(**data_cfg)
+        scored = " + ".join(str(m.annotation_path("test")) for m in datamodule.members.values())
+        datamodule.check_files()
+    else:
+        datamodule = PoseDataModule(**data_cfg)
+        scored = str(datamodule.annotation_path("test"))
+        check_dataset_files(spec.name, datamodule.root, datamodule.hparams.splits, synthetic=synthetic)
     trainer = L.Trainer(
         logger=False,
         default_root_dir=str(output_dir),
@@ -80,7 +97,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = module.last_evaluation
     if trainer.is_global_zero:
-        report_metrics(metrics, output_dir / "metrics.json", f"{ckpt} on {datamodule.annotation_path('test')}")
+        report_metrics(metrics, output_dir / "metrics.json", f"{ckpt} on {scored}")
     return metrics
 
 

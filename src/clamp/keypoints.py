@@ -9,9 +9,11 @@ Dec 2021; Animal-Pose: mmpose order and values; COCO: the COCO keypoint challeng
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from clamp.errors import ClampError
 
 
 @dataclass(frozen=True)
@@ -375,6 +377,176 @@ def get_keypoint_spec(spec: str | KeypointSpec | Mapping[str, Any]) -> KeypointS
             f"Unknown keypoint spec '{spec}'. Known: {sorted(KEYPOINT_SPECS)}. "
             "For your own skeleton, pass a KeypointSpec (or its dict form)."
         ) from None
+
+
+class KeypointUnionError(ClampError, ValueError):
+    """A union of keypoint sets that cannot be built or does not cover a dataset; the message says why."""
+
+
+@dataclass(frozen=True)
+class KeypointUnion:
+    """One output space for several datasets whose skeletons differ (multi-dataset training).
+
+    ``spec`` is the union skeleton the model predicts (one prompt, one heatmap channel per meaning);
+    ``members`` maps each member dataset's spec name to the union channel of each of its keypoints, in
+    the member's own order, so that ``heatmaps[:, members[name]]`` are that dataset's K channels in its
+    annotation order. A union channel a member does not map to is a keypoint it does not annotate.
+    """
+
+    spec: KeypointSpec
+    members: Mapping[str, tuple[int, ...]]
+    member_specs: Mapping[str, KeypointSpec]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def channels(self, member: str | KeypointSpec) -> tuple[int, ...]:
+        """The union channel of each keypoint of ``member`` (its name or spec), in the member's order."""
+        name = member.name if isinstance(member, KeypointSpec) else member
+        if name not in self.members:
+            raise KeypointUnionError(
+                f"keypoint union '{self.name}' has no member '{name}'; its members are {sorted(self.members)}"
+            )
+        if isinstance(member, KeypointSpec) and member.to_dict() != self.member_specs[name].to_dict():
+            raise KeypointUnionError(
+                f"keypoint union '{self.name}': the spec named '{name}' is not the one the union was built from"
+            )
+        return self.members[name]
+
+
+def build_union(
+    name: str, base: KeypointSpec, others: Sequence[tuple[KeypointSpec, Mapping[str, str]]]
+) -> KeypointUnion:
+    """The union of ``base`` and ``others``: ``base``'s keypoints first, in its order, then each other
+    spec's keypoints that correspond to none before them, in that spec's order.
+
+    Each of ``others`` comes with its correspondence ``{its keypoint name: union keypoint name}`` (a
+    name of ``base`` or of an earlier member); only keypoints with the same meaning belong there, they
+    share one channel, its prompt word and its OKS sigma (the first member's). Flip pairs and skeleton
+    edges are the members' mapped into the union (two members must not pair a shared keypoint
+    differently); a keypoint is upper body when a member that annotates it says so.
+    """
+    names = list(base.keypoint_names)
+    words = list(base.prompt_words)
+    sigmas = list(base.sigmas)
+    members: dict[str, tuple[int, ...]] = {base.name: tuple(range(base.num_keypoints))}
+    specs: dict[str, KeypointSpec] = {base.name: base}
+    for spec, same in others:
+        if spec.name in members:
+            raise KeypointUnionError(f"keypoint union '{name}': member '{spec.name}' is given twice")
+        unknown = sorted(set(same) - set(spec.keypoint_names))
+        if unknown:
+            raise KeypointUnionError(f"keypoint union '{name}': '{spec.name}' has no keypoint(s) {unknown}")
+        targets = [same[k] for k in spec.keypoint_names if k in same]
+        if len(set(targets)) != len(targets):
+            raise KeypointUnionError(f"keypoint union '{name}': two '{spec.name}' keypoints map to one channel")
+        channels = []
+        for keypoint, word, sigma in zip(spec.keypoint_names, spec.prompt_words, spec.sigmas, strict=True):
+            if keypoint in same:
+                if same[keypoint] not in names:
+                    raise KeypointUnionError(
+                        f"keypoint union '{name}': '{spec.name}' keypoint '{keypoint}' maps to "
+                        f"'{same[keypoint]}', which is not a keypoint of the union so far"
+                    )
+                channels.append(names.index(same[keypoint]))
+                continue
+            if keypoint in names or word in words:
+                raise KeypointUnionError(
+                    f"keypoint union '{name}': '{spec.name}' keypoint '{keypoint}' (prompt '{word}') is kept "
+                    "apart but its name or prompt word is already taken; map it or rename it"
+                )
+            channels.append(len(names))
+            names.append(keypoint)
+            words.append(word)
+            sigmas.append(sigma)
+        members[spec.name] = tuple(channels)
+        specs[spec.name] = spec
+    partner: dict[int, int] = {}
+    skeleton: list[tuple[int, int]] = []
+    upper: set[int] = set()
+    for member, spec in specs.items():
+        to_union = members[member]
+        for a, b in spec.flip_pairs:
+            ua, ub = to_union[a], to_union[b]
+            for u, v in ((ua, ub), (ub, ua)):
+                if partner.setdefault(u, v) != v:
+                    raise KeypointUnionError(
+                        f"keypoint union '{name}': '{member}' flips '{names[u]}' with '{names[v]}' but an earlier "
+                        f"member flips it with '{names[partner[u]]}'"
+                    )
+        for a, b in spec.skeleton:
+            edge = (to_union[a], to_union[b])
+            if edge not in skeleton and edge[::-1] not in skeleton:
+                skeleton.append(edge)
+        upper |= {to_union[i] for i in spec.upper_body_ids}
+    for member, spec in specs.items():
+        # A central keypoint of one member must not be a left/right one of another.
+        central = {members[member][i] for i in range(spec.num_keypoints)} - {
+            members[member][i] for pair in spec.flip_pairs for i in pair
+        }
+        flipped = sorted(names[u] for u in central if u in partner)
+        if flipped:
+            raise KeypointUnionError(f"keypoint union '{name}': '{member}' has no flip partner for {flipped}")
+    union = KeypointSpec(
+        name=name,
+        keypoint_names=tuple(names),
+        prompt_words=tuple(words),
+        flip_pairs=tuple(sorted((u, v) for u, v in partner.items() if u < v)),
+        sigmas=tuple(sigmas),
+        skeleton=tuple(skeleton),
+        upper_body_ids=tuple(sorted(upper)),
+    )
+    return KeypointUnion(union, members, specs)
+
+
+# Animal-Pose keypoints with the same meaning as an AP-10K keypoint (reviewed against both datasets'
+# definitions, shared/docs/reference/datasets_and_eval.md §1.3 and §2.2; the README's "Training on several
+# datasets" has the table). Kept apart: Throat and Withers (AP-10K's neck is neither); the ear bases
+# (AP-10K has no ears); Animal-Pose's elbows and knees against AP-10K's shoulders, elbows, hips and knees,
+# whose placement AP-10K defines per species (its "hip" sits on the biological knee of hoofed and
+# digitigrade animals, on the hip of plantigrade ones), so no one-to-one correspondence holds.
+ANIMALPOSE_IN_AP10K: dict[str, str] = {
+    "L_Eye": "left_eye",
+    "R_Eye": "right_eye",
+    "Nose": "nose",
+    "TailBase": "root_of_tail",
+    "L_F_Paw": "left_front_paw",
+    "R_F_Paw": "right_front_paw",
+    "L_B_Paw": "left_back_paw",
+    "R_B_Paw": "right_back_paw",
+}
+
+AP10K_ANIMALPOSE = build_union("ap10k_animalpose", AP10K, [(ANIMALPOSE, ANIMALPOSE_IN_AP10K)])
+
+KEYPOINT_UNIONS: dict[str, KeypointUnion] = {AP10K_ANIMALPOSE.name: AP10K_ANIMALPOSE}
+# A union's spec is what a model trained on it predicts: registered like a dataset's, by name.
+KEYPOINT_SPECS[AP10K_ANIMALPOSE.name] = AP10K_ANIMALPOSE.spec
+
+
+def get_keypoint_union(union: str | KeypointUnion | Mapping[str, Any]) -> KeypointUnion:
+    """A registered union by name (``ap10k_animalpose``), as is, or built from its dict form
+    ``{name, base: spec, others: [{keypoints: spec, same: {their name: union name}}, ...]}``
+    (specs by registered name or dict), e.g. for a COCO-format set of your own."""
+    if isinstance(union, KeypointUnion):
+        return union
+    if isinstance(union, Mapping):
+        unknown = sorted(set(union) - {"name", "base", "others"})
+        if unknown or "name" not in union or "base" not in union:
+            raise KeypointUnionError(
+                f"a keypoint union is {{name, base, others: [{{keypoints, same}}]}}; got keys {sorted(union)}"
+            )
+        others = [
+            (get_keypoint_spec(member["keypoints"]), dict(member.get("same") or {}))
+            for member in union.get("others") or []
+        ]
+        return build_union(str(union["name"]), get_keypoint_spec(union["base"]), others)
+    if union not in KEYPOINT_UNIONS:
+        raise KeypointUnionError(
+            f"unknown keypoint union '{union}'. Known: {sorted(KEYPOINT_UNIONS)}; or give one as "
+            "{name, base, others: [{keypoints, same}]}"
+        )
+    return KEYPOINT_UNIONS[union]
 
 
 @dataclass(frozen=True)

@@ -152,10 +152,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resume = resolve_resume(cfg.ckpt_path, output_dir / "checkpoints")
     if resume is not None:
         check_resume_compatible(read_checkpoint(resume), cfg, resume)
-    generate = OmegaConf.to_container(cfg.data.generate, resolve=True) if cfg.data.get("generate") else None
-    if not writes_dataset(cfg.data.root, generate):
-        dataset = cfg.data.keypoints if isinstance(cfg.data.keypoints, str) else "custom"
-        check_dataset_files(dataset, cfg.data.root, cfg.data.splits, synthetic=generate)
+    if "datasets" in cfg.data:  # data=multi: every member's files (synthetic members are written)
+        from clamp.lightning.multi import check_member_files
+
+        check_member_files(OmegaConf.to_container(cfg.data, resolve=True))
+    else:
+        generate = OmegaConf.to_container(cfg.data.generate, resolve=True) if cfg.data.get("generate") else None
+        if not writes_dataset(cfg.data.root, generate):
+            dataset = cfg.data.keypoints if isinstance(cfg.data.keypoints, str) else "custom"
+            check_dataset_files(dataset, cfg.data.root, cfg.data.splits, synthetic=generate)
     output_dir.mkdir(parents=True, exist_ok=True)
     threads = training_threads(
         cfg.speed.get("cpu_threads", "auto"), str(cfg.trainer.get("accelerator")), int(cfg.data.get("num_workers") or 0)
@@ -183,7 +188,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "%s: %s on %s (%s), run folder %s%s",
             cfg.task_name,
             module.model.config["name"],
-            cfg.data.root,
+            " + ".join(cfg.data.datasets) if "datasets" in cfg.data else cfg.data.root,
             cfg.split.mode,
             output_dir,
             f", resuming {resume}" if resume else "",

@@ -48,7 +48,9 @@ from clamp.files import MAX_IMAGE_PIXELS, ImageError, image_size, read_image_rgb
 
 logger = logging.getLogger(__name__)
 
-SampleKey = int | tuple[int, int]
+# ``(epoch, index, draw)``: the ``draw``-th time sample ``index`` is drawn in ``epoch`` (a sampler that
+# repeats samples, :class:`clamp.data.multi.RatioSampler`); draw 0 is the same as ``(epoch, index)``.
+SampleKey = int | tuple[int, int] | tuple[int, int, int]
 
 
 class DatasetImageError(ClampError):
@@ -120,8 +122,8 @@ class TopDownDataset(Dataset):
 
     def _augmentation_rng(self, key: SampleKey) -> tuple[int, np.random.Generator | None]:
         if isinstance(key, tuple):
-            epoch, index = key
-            seed = None if self.seed is None else [self.seed, 2, epoch, index]
+            epoch, index, *draw = key
+            seed = None if self.seed is None else [self.seed, 2, epoch, index, *[d for d in draw if d]]
             return index, np.random.default_rng(seed)
         return key, None
 
@@ -231,18 +233,23 @@ class EpochSampler(Sampler):
     def __len__(self) -> int:
         return math.ceil(self.num_samples / self.num_replicas)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def order(self) -> np.ndarray:
+        """This epoch's keys of all ranks before sharding: (N,) indices, or (N, 2) indices and draws."""
         if self.shuffle:
-            order = np.random.default_rng([self.seed, 3, self.epoch]).permutation(self.num_samples)
-        else:
-            order = np.arange(self.num_samples)
+            return np.random.default_rng([self.seed, 3, self.epoch]).permutation(self.num_samples)
+        return np.arange(self.num_samples)
+
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
+        order = self.order()
         padded = len(self) * self.num_replicas
         if padded > len(order) and len(order):
-            order = np.resize(order, padded)
+            order = np.resize(order, (padded, *order.shape[1:]))
         keys = order[self.rank :: self.num_replicas]
         skip, self._skip = self._skip, None
         if skip is not None and skip[0] == self.epoch:
             keys = keys[skip[1] :]
+        if keys.ndim == 2:
+            return iter([(self.epoch, int(index), int(draw)) for index, draw in keys])
         return iter([(self.epoch, int(index)) for index in keys])
 
 
@@ -254,6 +261,8 @@ def _top_down_datasets(dataset: Dataset) -> list[TopDownDataset]:
         return _top_down_datasets(dataset.dataset)
     if isinstance(dataset, ConcatDataset):
         return [d for part in dataset.datasets for d in _top_down_datasets(part)]
+    if isinstance(getattr(dataset, "dataset", None), Dataset):  # a view of one dataset, as Subset is
+        return _top_down_datasets(dataset.dataset)
     return []
 
 

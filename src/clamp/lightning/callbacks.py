@@ -49,7 +49,8 @@ class LineProgressBar(ProgressBar):
         self._print("  ".join(parts))
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._print(f"evaluated {trainer.num_test_batches[0] if trainer.num_test_batches else 0} test batches")
+        # One test loader per dataset of a data=multi run.
+        self._print(f"evaluated {sum(trainer.num_test_batches)} test batches")
 
 
 class WandbEvaluationLogger(L.Callback):

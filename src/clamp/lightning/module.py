@@ -6,6 +6,7 @@ import logging
 import math
 import random
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -18,6 +19,7 @@ from clamp.data.transforms import normalize_uint8_images
 from clamp.errors import ClampError
 from clamp.evaluation.decode import flip_test
 from clamp.evaluation.metric import KeypointAPMetric
+from clamp.evaluation.multi import MultiDatasetAPMetric
 from clamp.keypoints import KeypointSpec, get_keypoint_spec
 from clamp.lightning.optim import parameter_groups
 from clamp.losses import clamp_total_loss
@@ -130,8 +132,8 @@ class PoseEstimationModule(L.LightningModule):
             )
         self.alpha_spatial = loss.get("alpha_spatial") or 0.0
         self.alpha_feature = loss.get("alpha_feature") or 0.0
-        self.val_metric: KeypointAPMetric | None = None
-        self.test_metric: KeypointAPMetric | None = None
+        self.val_metric: KeypointAPMetric | MultiDatasetAPMetric | None = None
+        self.test_metric: KeypointAPMetric | MultiDatasetAPMetric | None = None
         self.last_evaluation: dict[str, Any] | None = None
         self.preview: dict[str, torch.Tensor] | None = None
         self.skipped: dict[str, list[str]] = {"train": [], "val": [], "test": []}
@@ -306,6 +308,9 @@ class PoseEstimationModule(L.LightningModule):
             "nms_threshold": ev.get("nms_threshold", 0.9),
             "keypoint_score_threshold": ev.get("score_threshold", 0.2),
         }
+        if hasattr(datamodule, "member_specs"):  # several datasets in a union (clamp.lightning.multi)
+            self._setup_multi_metrics(datamodule, stage, kwargs)
+            return
         if stage in ("fit", "validate"):
             self.val_metric = KeypointAPMetric(self.keypoint_spec, datamodule.ground_truth("val"), **kwargs).to(
                 self.device
@@ -314,6 +319,28 @@ class PoseEstimationModule(L.LightningModule):
             self.test_metric = KeypointAPMetric(
                 self.keypoint_spec, datamodule.ground_truth("test"), results_path=ev.get("results_json"), **kwargs
             ).to(self.device)
+
+    def _setup_multi_metrics(self, datamodule: Any, stage: str, kwargs: dict[str, Any]) -> None:
+        """One metric per member dataset on its own keypoints, sigmas and ground truth."""
+        union = datamodule.union
+        if union.spec.to_dict() != self.keypoint_spec.to_dict():
+            raise ClampError(
+                f"the model predicts the '{self.keypoint_spec.name}' keypoints but the data is the union "
+                f"'{union.name}'; set model.keypoints to data.keypoints"
+            )
+        results = self.hparams.evaluation.get("results_json")
+
+        def metric(part: str, results_paths: dict[str, str] | None = None) -> MultiDatasetAPMetric:
+            members = [(name, spec, datamodule.ground_truth(part, name)) for name, spec in datamodule.member_specs()]
+            return MultiDatasetAPMetric(union, members, results_paths=results_paths, **kwargs).to(self.device)
+
+        if stage in ("fit", "validate"):
+            self.val_metric = metric("val")
+        if stage == "test":
+            paths = None
+            if results:
+                paths = {name: str(Path(results).with_suffix(f".{name}.json")) for name, _ in datamodule.member_specs()}
+            self.test_metric = metric("test", paths)
 
     def predict_heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         """Keypoint heatmaps, averaged with the flipped image's when flip test is on."""
@@ -327,7 +354,7 @@ class PoseEstimationModule(L.LightningModule):
             )
         return self.network(images).heatmaps
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.note_skipped("val", batch)
         if "image" not in batch:
             return
@@ -348,7 +375,7 @@ class PoseEstimationModule(L.LightningModule):
                 "keypoints": batch["keypoints"].cpu(),
             }
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.note_skipped("test", batch)
         if "image" in batch:
             self.test_metric.update(self.predict_heatmaps(batch["image"]).float(), batch)
@@ -368,7 +395,7 @@ class PoseEstimationModule(L.LightningModule):
             return None
         return np.asarray(decode_keypoints(self.preview["heatmaps"].numpy(), input_size=self.model.input_size))
 
-    def _log_metric(self, metric: KeypointAPMetric, prefix: str) -> dict[str, Any]:
+    def _log_metric(self, metric: KeypointAPMetric | MultiDatasetAPMetric, prefix: str) -> dict[str, Any]:
         """Log the OKS stats; return the full report (with per-species and per-family AP)."""
         stats = metric.compute()
         metric.reset()

@@ -4,6 +4,7 @@ python -m clamp.tables --paper N [--format md|csv|latex]       # table N as prin
 python -m clamp.tables DIR [DIR ...] [--table N]               # runs / multiruns beside table N
 python -m clamp.tables --complexity complexity.json [DIR ...]  # Table 7 (scripts/complexity.py --json)
 python -m clamp.tables DIR [DIR ...] --sweep split.k [--plot curve.png]   # a shot sweep: AP against k
+python -m clamp.tables DIR [DIR ...] --joint                   # per dataset: trained alone vs jointly (data=multi)
 python -m clamp.tables --wandb ENTITY/PROJECT --group table2   # the runs of a W&B group instead of folders
 """
 
@@ -21,6 +22,7 @@ from clamp.tables.runs import (
     complexity_runs,
     find_runs,
     infer_table,
+    joint_layout,
     layout,
     layout_complexity,
     plot_curves,
@@ -52,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sweep", metavar="KEY", help="lay the runs out along this config key instead (e.g. split.k for a shot sweep)"
     )
+    parser.add_argument(
+        "--joint",
+        action="store_true",
+        help="per dataset: AP of the runs trained on it alone beside the runs trained jointly (data=multi)",
+    )
     parser.add_argument("--plot", type=Path, metavar="PNG", help="with --sweep: also draw AP against the key")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from a W&B project (online)")
     parser.add_argument("--group", help="with --wandb: only the runs of this group (a table's task name)")
@@ -80,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.runs and not args.wandb:
             parser.error("nothing to print: give --paper N, run folders, --complexity FILE or --wandb PROJECT")
         runs = wandb_runs(args.wandb, args.group) if args.wandb else find_runs(args.runs)
+        if args.joint:
+            header, rows = joint_layout(runs)
+            caption = "Test AP (%) per dataset, each on its own keypoints: trained alone vs trained jointly"
+            return _emit(render_table(header, rows, args.format, caption=caption), args.out)
         if args.sweep:
             header, rows, curves = sweep_layout(runs, args.sweep)
             if args.plot:

@@ -187,6 +187,47 @@ def infer_table(runs: Sequence[Run], tables: Mapping[int, PaperTable]) -> PaperT
     raise RunsError(f"cannot tell which paper table these runs belong to (task names {found}); pass --table N")
 
 
+def _dataset_name(keypoints: Any) -> str:
+    return str(keypoints.get("name", "custom")) if isinstance(keypoints, Mapping) else str(keypoints)
+
+
+def dataset_scores(run: Run) -> dict[str, float]:
+    """A run's test AP (percent) per dataset, by keypoint-spec name: each member of a multi-dataset run
+    (``metrics.json`` ``datasets``), or the one dataset of a run trained alone."""
+    members = _get(run.config, "data.datasets")
+    if isinstance(members, Mapping):
+        reports = run.metrics.get("datasets") or {}
+        scores = {}
+        for name, member in members.items():
+            ap = (reports.get(name) or {}).get("AP")
+            if ap is not None:
+                scores[_dataset_name(_get(member, "keypoints", name))] = 100.0 * float(ap)
+        return scores
+    ap = _percent(run, "AP")
+    return {} if ap is None else {_dataset_name(_get(run.config, "data.keypoints", "?")): ap}
+
+
+def joint_layout(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
+    """Per dataset and method: the test AP of the runs trained on it alone beside that of the runs trained
+    on it jointly with other datasets (``data=multi``), scored on the same dataset's own keypoints."""
+    cells: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: {"alone": [], "jointly": []})
+    labels: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for run in runs:
+        jointly = isinstance(_get(run.config, "data.datasets"), Mapping)
+        for dataset, ap in dataset_scores(run).items():
+            key = (dataset, row_key(run.config)[0])
+            cells[key]["jointly" if jointly else "alone"].append(ap)
+            labels[key].add(ran(run.config))
+    if not any(c["jointly"] for c in cells.values()):
+        raise RunsError("no run was trained on several datasets (data=multi); give the joint run's folder too")
+    rows = []
+    for key, values in sorted(cells.items()):
+        alone, joint = values["alone"], values["jointly"]
+        delta = f"{statistics.fmean(joint) - statistics.fmean(alone):+.1f}" if alone and joint else "—"
+        rows.append([*key, "; ".join(sorted(labels[key])), _cell(alone, None), _cell(joint, None), delta])
+    return ["dataset", "method", "ran", "AP trained alone", "AP trained jointly", "Δ (jointly − alone)"], rows
+
+
 def complexity_runs(path: Path) -> list[dict[str, Any]]:
     """The rows of ``scripts/complexity.py --json`` (Table 7's parameters and GFLOPs)."""
     try:
