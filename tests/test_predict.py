@@ -138,6 +138,56 @@ def test_score_maps_come_with_the_crop_they_cover_and_draw_one_grid_per_animal(v
         predictor.draw_score_maps(plain)
 
 
+def test_boxes_reaching_past_the_image_are_clipped_as_the_evaluation_clips_them_and_keypoints_stay_inside(
+    visible_ckpt, tmp_path, monkeypatch
+):
+    from clamp.codec import HeatmapCodec
+    from clamp.data.coco import load_coco_keypoints
+    from clamp.data.dataset import TopDownDataset
+    from clamp.data.transforms import TopDownTransform
+
+    # The issue's case: a 300-px image, a box 150 px past its bottom; one past its left, one inside.
+    image = noise_image(tmp_path / "000000000001.png", 300, 300)
+    boxes = [[50.0, 250.0, 200.0, 200.0], [-120.0, 40.0, 200.0, 150.0], [30.0, 20.0, 100.0, 80.0]]
+    keypoints = [[60.0, 260.0, 2.0] * 17, [10.0, 50.0, 2.0] * 17, [40.0, 30.0, 2.0] * 17]
+    annotations = [
+        {"id": i + 1, "image_id": 1, "category_id": 1, "bbox": box, "keypoints": kp, "iscrowd": 0}
+        for i, (box, kp) in enumerate(zip(boxes, keypoints))
+    ]
+    coco = tmp_path / "annotations.json"
+    coco.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": image.name, "width": 300, "height": 300}],
+                "annotations": annotations,
+                "categories": [{"id": 1, "name": "cat", "keypoints": list(AP10K.keypoint_names)}],
+            }
+        )
+    )
+    # The evaluation's crops of these boxes, by the dataset code (mmpose's clipping, then centre/scale).
+    evaluation = TopDownDataset(
+        load_coco_keypoints(coco, AP10K, image_root=tmp_path),
+        TopDownTransform(AP10K, (64, 64), training=False),
+        HeatmapCodec((64, 64), (16, 16)),
+        center_jitter_prob=0.0,
+    )
+    expected = torch.stack([evaluation[i]["image"] for i in range(len(boxes))])
+    predictor = Predictor.from_checkpoint(visible_ckpt, device="cpu", flip_test=False)
+    crops: list[torch.Tensor] = []
+    original = Predictor._forward
+
+    def keeping_crops(self, batch, score_maps):
+        crops.append(batch)
+        return original(self, batch, score_maps)
+
+    monkeypatch.setattr(Predictor, "_forward", keeping_crops)
+    animals = predictor.predict(image, boxes=boxes) + predictor.predict(image)
+    torch.testing.assert_close(crops[0], expected, rtol=0, atol=0)
+    for animal in animals:
+        assert animal.keypoints[:, :2].min() >= 0 and animal.keypoints[:, :2].max() <= 299, animal.box
+    assert [animal.box for animal in animals] == [tuple(box) for box in boxes] + [(0.0, 0.0, 300.0, 300.0)]
+
+
 def test_a_model_without_score_maps_says_so():
     predictor = Predictor(clamp.create_model("simplebaseline_tiny_rn", input_size=64, heatmap_size=16), device="cpu")
     assert not predictor.has_score_maps
@@ -196,8 +246,76 @@ def test_images_of_any_mode_and_size_get_their_results(ckpt, tmp_path):
     for image in report["images"]:
         keypoints = np.array(list(image["animals"][0]["keypoints"].values()))
         assert keypoints.shape == (17, 3) and np.isfinite(keypoints).all()
+        assert keypoints[:, :2].min() >= 0, image["file_name"]
+        assert (keypoints[:, :2].max(axis=0) <= [image["width"] - 1, image["height"] - 1]).all(), image["file_name"]
         drawing = cv2.imread(str(tmp_path / "out" / image["drawing"]))
         assert drawing.shape[:2] == (image["height"], image["width"]), image["file_name"]
+
+
+def test_an_image_too_small_to_frame_is_skipped_by_name_with_the_reason(ckpt, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    noise_image(photos / "dot.png", 1, 1)
+    noise_image(photos / "line.png", 40, 1)
+    noise_image(photos / "cat.png", 2, 2)
+    report = run_predict(ckpt, photos, tmp_path / "out", "device=cpu")
+    reasons = {entry["file_name"]: entry["reason"] for entry in report["skipped"]}
+    assert reasons == {
+        "dot.png": "the image is 1x1 pixels: too small to predict on (keypoints need at least 2x2 pixels)",
+        "line.png": "the image is 40x1 pixels: too small to predict on (keypoints need at least 2x2 pixels)",
+    }
+    [cat] = report["images"]
+    assert all(0 <= x <= 1 and 0 <= y <= 1 for x, y, _ in cat["animals"][0]["keypoints"].values())
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+    with pytest.raises(ClampError, match="1x1 pixels: too small"):
+        predictor.predict(np.zeros((1, 1, 3), np.uint8))
+    with pytest.raises(ClampError, match="keeps less than 2 pixels of width or height inside the 100x80 image"):
+        predictor.predict(np.zeros((80, 100, 3), np.uint8), boxes=[[99.5, 10, 20, 20]])
+
+
+def transparent_png(path: Path, mode: str) -> Path:
+    """A PNG with varying alpha (or a palette with a transparent entry) over noise colours."""
+    rgba = np.random.default_rng(3).integers(0, 255, (60, 80, 4), dtype=np.uint8)
+    if mode == "P":
+        palette = Image.fromarray(rgba[..., :3]).convert("P")
+        palette.save(path, transparency=palette.getpixel((0, 0)))  # a colour the picture uses
+    else:
+        Image.fromarray(rgba, "RGBA").convert(mode).save(path)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_transparent_images_keep_their_stored_colours_as_cv2_reads_them(tmp_path, mode):
+    from clamp.files import read_image_rgb
+
+    path = transparent_png(tmp_path / f"{mode}.png", mode)
+    expected = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(read_image_rgb(path), expected)
+
+
+def test_a_transparent_picture_gets_the_keypoints_of_its_colours_without_alpha(visible_ckpt, tmp_path):
+    rgba = transparent_png(tmp_path / "rgba.png", "RGBA")
+    rgb = tmp_path / "rgb.png"
+    Image.open(rgba).convert("RGB").save(rgb)
+    predictor = Predictor.from_checkpoint(visible_ckpt, device="cpu")
+    [with_alpha], [without] = predictor.predict(rgba), predictor.predict(rgb)
+    np.testing.assert_array_equal(with_alpha.keypoints, without.keypoints)
+
+
+def test_an_animated_gif_is_its_first_frame_with_a_note_alone_or_in_a_folder(ckpt, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    frames = [Image.fromarray(np.full((60, 80, 3), 60 * i, np.uint8)) for i in range(3)]
+    frames[0].save(photos / "walk.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(photos / "still.gif")
+    folder = run_predict(ckpt, photos, tmp_path / "folder", "device=cpu")
+    alone = run_predict(ckpt, photos / "walk.gif", tmp_path / "alone", "device=cpu")
+    assert folder["skipped"] == [] and [image["file_name"] for image in folder["images"]] == ["still.gif", "walk.gif"]
+    walk = folder["images"][1]
+    assert walk == alone["images"][0] and walk["note"] == "only the first of its 3 frames is predicted"
+    assert "note" not in folder["images"][0]
+    drawing = cv2.imread(str(tmp_path / "alone" / walk["drawing"]))
+    assert walk["drawing"] == "walk.gif.pose.jpg" and drawing.shape == (60, 80, 3)
 
 
 def test_bad_inputs_are_named_and_skipped_and_every_other_picture_gets_its_result(ckpt, fixtures_dir, tmp_path):
@@ -415,8 +533,35 @@ def test_detector_results_are_kept_above_the_score_threshold_and_matched_by_imag
     animals = {image["file_name"]: image["animals"] for image in report["images"]}
     assert [a["box"] for a in animals["000000037516.jpg"]] == [[10, 10, 50, 40], [60, 30, 50, 50]]
     assert animals["000000000004.jpg"] == [], "every detection below the threshold: no animal"
-    assert [a["box"] for a in animals["other.jpg"]] == [[0, 0, 120, 90]], "not in the file: the whole image"
+    assert animals["other.jpg"] == [] and report["without_boxes"] == ["other.jpg"], "not in the file: no animal"
     assert any("match no input (e.g. #99)" in r.getMessage() for r in caplog.records)
+
+
+def test_inputs_the_boxes_file_does_not_mention_have_no_animal_unless_missing_boxes_is_whole_image(ckpt, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    noise_image(photos / "seen.jpg", 120, 90)
+    noise_image(photos / "unseen.jpg", 120, 90, seed=1)
+    write_video(photos / "clip.mp4", frames=3)
+    boxes = tmp_path / "detections.json"
+    boxes.write_text(json.dumps([{"file_name": "seen.jpg", "bbox": [10, 10, 50, 40]}]))
+
+    def run(*overrides: str) -> tuple[dict, dict, list[int]]:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        report = run_predict(ckpt, photos, out, f"boxes={boxes}", "device=cpu", *overrides)
+        animals = {image["file_name"]: [a["box"] for a in image["animals"]] for image in report["images"]}
+        frames = json.loads((out / report["videos"][0]["results"]).read_text())["frames"]
+        return report, animals, [len(f["animals"]) for f in frames]
+
+    report, animals, per_frame = run()
+    assert animals == {"seen.jpg": [[10, 10, 50, 40]], "unseen.jpg": []}, "nothing detected stays nothing"
+    assert per_frame == [0, 0, 0] and report["without_boxes"] == ["clip.mp4", "unseen.jpg"]
+    report, animals, per_frame = run("missing_boxes=whole_image")
+    assert animals == {"seen.jpg": [[10, 10, 50, 40]], "unseen.jpg": [[0, 0, 120, 90]]}
+    assert per_frame == [1, 1, 1] and report["without_boxes"] == ["clip.mp4", "unseen.jpg"]
+    assert "without_boxes" not in run_predict(ckpt, photos / "seen.jpg", tmp_path / "plain", "device=cpu")
+    with pytest.raises(ClampError, match="did you mean whole_image"):
+        run("missing_boxes=whole")
 
 
 # ---- videos ----------------------------------------------------------------------------------
@@ -519,8 +664,15 @@ def test_onnx_export_then_predict_with_onnxruntime_gives_the_pytorch_keypoints(o
     noise_image(photos / "a.png", 120, 90, seed=1)
     noise_image(photos / "b.jpg", 64, 100, seed=2)
     boxes = tmp_path / "boxes.json"
+    # b.jpg's box reaches past its right and bottom borders: both backends clip it, and the keypoints.
     boxes.write_text(
-        json.dumps([{"file_name": "a.png", "bbox": [0, 0, 60, 50]}, {"file_name": "a.png", "bbox": [40, 20, 80, 70]}])
+        json.dumps(
+            [
+                {"file_name": "a.png", "bbox": [0, 0, 60, 50]},
+                {"file_name": "a.png", "bbox": [40, 20, 80, 70]},
+                {"file_name": "b.jpg", "bbox": [30, 50, 60, 80]},
+            ]
+        )
     )
     result = run_cli(
         "-m",
@@ -541,6 +693,8 @@ def test_onnx_export_then_predict_with_onnxruntime_gives_the_pytorch_keypoints(o
         (a, b) for i, j in zip(from_onnx["images"], from_torch["images"]) for a, b in zip(i["animals"], j["animals"])
     ]
     assert len(pairs) == 3
+    b_keypoints = np.array(list(from_onnx["images"][1]["animals"][0]["keypoints"].values()))
+    assert b_keypoints[:, :2].min() >= 0 and (b_keypoints[:, :2].max(axis=0) <= [63, 99]).all()
     for a, b in pairs:
         assert a["box"] == b["box"] and a["keypoints"].keys() == b["keypoints"].keys()
         ka, kb = np.array(list(a["keypoints"].values())), np.array(list(b["keypoints"].values()))

@@ -181,8 +181,11 @@ def test_predict_writes_named_keypoints_and_drawings_for_a_folder_of_images(synt
         cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr
-    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())["images"]
-    assert [len(p["animals"]) for p in predictions] == [2, 1]
+    report = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    predictions = report["images"]
+    # The second image is not in the boxes file: no animal, listed as such.
+    assert [len(p["animals"]) for p in predictions] == [2, 0]
+    assert report["without_boxes"] == [predictions[1]["file_name"]]
     assert set(predictions[0]["animals"][0]["keypoints"]) == set(AP10K.keypoint_names)
     assert all((tmp_path / "out" / f"{p['file_name']}.pose.jpg").is_file() for p in predictions)
 

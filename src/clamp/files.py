@@ -14,7 +14,10 @@ bounded before it is parsed or decoded:
 
 Images are decoded with Pillow, EXIF orientation applied (as OpenCV's ``IMREAD_COLOR``, which the
 official mmcv pipeline uses; the pixels are identical), any mode (grey, palette, RGBA, 16-bit, CMYK)
-converted to 8-bit RGB.
+converted to 8-bit RGB. Transparency is dropped, not composited: each pixel keeps its stored colour,
+as with ``cv2.imread`` (``IMREAD_COLOR``) and Pillow's ``convert("RGB")``. A file of several frames
+(an animated GIF, WebP or PNG, a multi-page TIFF) gives its first frame (:func:`frame_count` says
+how many it has).
 """
 
 from __future__ import annotations
@@ -105,6 +108,20 @@ def image_size(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> t
         return image.width, image.height
 
 
+def frame_count(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> int:
+    """How many frames an image file holds (an animation's or a multi-page TIFF's; 1 for most files).
+
+    The extra pictures of an MPO (a camera JPEG with its previews or stereo view) are not frames.
+    """
+    with _open(Path(path), max_pixels) as image:
+        if image.format == "MPO":
+            return 1
+        try:
+            return max(1, int(getattr(image, "n_frames", 1)))
+        except (OSError, ValueError, SyntaxError, EOFError):  # a corrupt later frame: decoding the first will tell
+            return 1
+
+
 def read_image_rgb(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode an image as an (H, W, 3) uint8 RGB array (module docstring: checks and conversions)."""
     path = Path(path)
@@ -168,10 +185,9 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
         grey = np.clip(array * (255.0 / high) + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent pixels over black, as OpenCV's IMREAD_COLOR drops alpha to the stored colour.
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
-        image = Image.alpha_composite(background, image)
+        # Alpha dropped, every pixel keeps its stored colour, as OpenCV's IMREAD_COLOR (the official
+        # pipeline's reader) does; through RGBA so that a palette's transparency raises no warning.
+        image = image.convert("RGBA").convert("RGB")
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
 
 

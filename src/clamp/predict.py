@@ -3,8 +3,9 @@
 ``ckpt`` is a training checkpoint (``.ckpt``), an exported model folder (``python -m clamp.export``)
 or an ONNX file (``format=onnx``; run with onnxruntime, ``backend=onnx``, chosen by the suffix).
 ``input`` is an image, a video (.mp4, .avi, .mov, .mkv, .webm, ...) or a folder of them
-(``recursive=true`` for sub-folders). Each image or frame is one animal framed by the whole picture
-unless ``boxes=FILE`` gives boxes:
+(``recursive=true`` for sub-folders). An animated image (GIF, WebP, PNG) or a multi-page TIFF is
+predicted on its first frame, with a note in its entry, given alone or found in a folder. Each image
+or frame is one animal framed by the whole picture unless ``boxes=FILE`` gives boxes:
 
 * a JSON list of ``{"file_name": "a.jpg", "bbox": [x, y, w, h]}`` (several entries per image for
   several animals; for a video add ``"frame": <index from 0>``, or leave it out to use the box in
@@ -13,20 +14,26 @@ unless ``boxes=FILE`` gives boxes:
   ``box_score_threshold``);
 * a COCO annotation file (its ``images`` and ``annotations``).
 
-An image the file does not mention is framed whole; one whose boxes are all below the threshold has
-no animal, and so has a frame without an entry in a video with per-frame entries. Image ids match
-files by the annotation file's ``file_name`` or by the number in the file name (``000000037516.jpg``
-is 37516). A file that is not one of these formats stops the run with one line naming the file, the
-record and the field.
+With a boxes file, "nothing detected" stays nothing: an image or video the file does not mention has
+no animal, like one whose boxes are all below the threshold and like a frame without an entry in a
+video with per-frame entries; ``predictions.json`` lists the inputs without an entry under
+``without_boxes``, and ``missing_boxes=whole_image`` frames them whole instead (one animal each).
+Image ids match files by the annotation file's ``file_name`` or by the number in the file name
+(``000000037516.jpg`` is 37516). A file that is not one of these formats stops the run with one line
+naming the file, the record and the field.
+
+Boxes are clipped to the picture as the evaluation clips its boxes, and keypoints clipped to it, so
+none lies outside (:mod:`clamp.predictor`); a picture or box that keeps less than 2 pixels of width
+or height inside the picture (a 1x1 image) is skipped by name with the reason.
 
 Writes under ``output``: ``predictions.json`` (per image each animal's named keypoints with scores;
 per video where its results are; what was skipped and why; the model and whether it is a demo
 model), one drawing per image, ``<name>.<ext>.pose.jpg`` (``<name>.<ext>.scores.jpg`` too with
 ``score_maps=true``: CLAMP's per-keypoint score maps over each animal's crop), and per video a drawn
-``<name>.<ext>.pose.mp4`` and its per-frame results ``<name>.<ext>.pose.json``. Names keep the input's suffix
-(``a.jpg`` and ``a.png`` give ``a.jpg.pose.jpg`` and ``a.png.pose.jpg``), and no output ever replaces
-another one or an input. An unreadable image or video is reported by name and skipped; every other
-one gets its result. Crops of several images (and frames) share each forward pass.
+``<name>.<ext>.pose.mp4`` and its per-frame results ``<name>.<ext>.pose.json``. Names keep the
+input's suffix (``a.jpg`` and ``a.png`` give ``a.jpg.pose.jpg`` and ``a.png.pose.jpg``), and no
+output ever replaces another one or an input. An unreadable image or video is reported by name and
+skipped; every other one gets its result. Crops of several images (and frames) share each forward pass.
 """
 
 from __future__ import annotations
@@ -48,10 +55,12 @@ from clamp.errors import ClampError, MissingFileError, did_you_mean
 
 log = logging.getLogger("clamp.predict")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 BACKENDS = ("auto", "torch", "onnx")
 PROGRESS_MODES = ("auto", "bar", "lines", "none")
+#: ``missing_boxes``: what an input the boxes file does not mention gets (no animal, or the whole picture).
+MISSING_BOXES = ("none", "whole_image")
 #: Files of the output folder itself, never used for a drawing or per-video results.
 RESERVED_OUTPUTS = ("predictions.json", "predict.log", ".hydra")
 #: What the outputs' names end with; in an input folder that is also the output folder, such files
@@ -192,9 +201,13 @@ def read_boxes(path: Path, score_threshold: float = 0.0) -> dict[str, list[list[
     return boxes
 
 
+def input_name(path: Path, root: Path) -> str:
+    """An input's name in outputs and messages: its path under the input folder ``root``, else its file name."""
+    return path.relative_to(root).as_posix() if root in path.parents else path.name
+
+
 def _candidate_keys(path: Path, root: Path) -> list[str]:
-    relative = path.relative_to(root).as_posix() if root in path.parents else path.name
-    return list(dict.fromkeys((relative, path.name)))
+    return list(dict.fromkeys((input_name(path, root), path.name)))
 
 
 def boxes_for(image: Path, root: Path, boxes: dict[str, list[list[float]]]) -> list[list[float]] | None:
@@ -214,27 +227,51 @@ def _box_key(image: Path, root: Path, boxes: dict[str, list[list[float]]]) -> st
 
 
 class BoxTable:
-    """A read boxes file, looked up per image or per video frame; remembers which entries were used."""
+    """A read boxes file, looked up per image or per video frame; remembers which entries were used
+    and which inputs it does not mention (:attr:`without_boxes`).
 
-    def __init__(self, boxes: dict[str, list[list[float]]] | None, root: Path) -> None:
+    An input the file does not mention has no animal (a detector found nothing there), unless
+    ``missing_boxes="whole_image"``: then it is framed whole, as without a boxes file.
+    """
+
+    def __init__(self, boxes: dict[str, list[list[float]]] | None, root: Path, missing_boxes: str = "none") -> None:
+        if missing_boxes not in MISSING_BOXES:
+            raise ClampError(
+                f"missing_boxes={missing_boxes!r}{did_you_mean(missing_boxes, MISSING_BOXES)}: "
+                f"choose one of {list(MISSING_BOXES)}"
+            )
         self.boxes = boxes
         self.root = root
+        self.missing_boxes = missing_boxes
         self.used: set[str] = set()
+        self.without_boxes: list[str] = []
 
-    def for_image(self, path: Path) -> list[list[float]] | None:
+    def _lookup(self, path: Path) -> list[list[float]] | None:
         if self.boxes is None:
             return None
         key = _box_key(path, self.root, self.boxes)
-        if key is not None:
-            self.used.add(key)
-            return self.boxes[key]
-        return None
+        if key is None:
+            return None
+        self.used.add(key)
+        return self.boxes[key]
+
+    def _missing(self, path: Path) -> list[list[float]] | None:
+        """What an input without entries gets, noted by name: no box, or None (the whole picture)."""
+        self.without_boxes.append(input_name(path, self.root))
+        return [] if self.missing_boxes == "none" else None
+
+    def for_image(self, path: Path) -> list[list[float]] | None:
+        """An image's boxes (None: frame it whole)."""
+        if self.boxes is None:
+            return None
+        found = self._lookup(path)
+        return self._missing(path) if found is None else found
 
     def for_video(self, path: Path) -> tuple[list[list[float]] | None, dict[int, list[list[float]]] | None]:
         """A video's boxes: for every frame (None: whole frames) and per frame index (None: not given)."""
         if self.boxes is None:
             return None, None
-        every = self.for_image(path)
+        every = self._lookup(path)
         per_frame: dict[int, list[list[float]]] = {}
         for key in _candidate_keys(path, self.root):
             prefix = _FRAME_KEY.format(key=key, frame="")
@@ -244,6 +281,8 @@ class BoxTable:
                     self.used.add(name)
             if per_frame:
                 break
+        if every is None and not per_frame:
+            return self._missing(path), None
         return every, per_frame or None
 
     def unused(self) -> list[str]:
@@ -401,15 +440,18 @@ class _Run:
 
     # images: read and checked one by one (a bad one is skipped), predicted in shared batches
     def run_images(self, paths: Sequence[Path]) -> None:
-        from clamp.predictor import check_box
+        from clamp.files import frame_count
+        from clamp.predictor import check_box, check_image_size
 
         task = self.progress.task("images", len(paths))
-        pending: list[tuple[str, Any, list[list[float]] | None]] = []
+        pending: list[tuple[str, Any, list[list[float]] | None, str | None]] = []
         crops = 0
         for path in paths:
-            name = path.relative_to(self.root).as_posix() if self.root in path.parents else path.name
+            name = input_name(path, self.root)
             try:
                 rgb = self.predictor.read_image(path)
+                check_image_size(rgb.shape[1], rgb.shape[0])
+                frames = frame_count(path, self.predictor.max_image_pixels)
                 image_boxes = self.boxes.for_image(path)
                 if image_boxes is not None:
                     image_boxes = [check_box(box, rgb.shape[1], rgb.shape[0]) for box in image_boxes]
@@ -417,7 +459,12 @@ class _Run:
                 self.skip(name, str(err))
                 task.advance()
                 continue
-            pending.append((name, rgb, image_boxes))
+            note = None
+            if frames > 1:
+                # An animation is predicted on its first frame, in a folder as given alone: said, not silent.
+                note = f"only the first of its {frames} frames is predicted"
+                log.warning("%s: %s", name, note)
+            pending.append((name, rgb, image_boxes, note))
             crops += 1 if image_boxes is None else len(image_boxes)
             if crops >= self.predictor.batch_size:
                 self._predict_images(pending, task)
@@ -428,9 +475,9 @@ class _Run:
     def _predict_images(self, pending, task: _Task) -> None:
         score_maps = bool(self.cfg.score_maps)
         results = self.predictor.predict_many(
-            [rgb for _, rgb, _ in pending], [b for _, _, b in pending], score_maps=score_maps
+            [rgb for _, rgb, _, _ in pending], [b for _, _, b, _ in pending], score_maps=score_maps
         )
-        for (name, rgb, _), animals in zip(pending, results):
+        for (name, rgb, _, note), animals in zip(pending, results):
             drawing_path = self.names.claim(name, ".pose.jpg")
             write_image(drawing_path, self.draw(rgb, animals))
             entry = {
@@ -440,6 +487,8 @@ class _Run:
                 "drawing": self.names.relative(drawing_path),
                 "animals": [a.to_dict() for a in animals],
             }
+            if note is not None:
+                entry["note"] = note
             if score_maps and animals:
                 scores_path = self.names.claim(name, ".scores.jpg")
                 write_image(scores_path, self.predictor.draw_score_maps(animals))
@@ -451,7 +500,7 @@ class _Run:
     def run_video(self, path: Path) -> None:
         from clamp.video import VideoReader
 
-        name = path.relative_to(self.root).as_posix() if self.root in path.parents else path.name
+        name = input_name(path, self.root)
         outputs: list[Path] = []
         try:
             with VideoReader(path) as video:
@@ -464,9 +513,10 @@ class _Run:
         self.videos.append(entry)
 
     def _predict_video(self, video, name: str, outputs: list[Path]) -> dict[str, Any]:
-        from clamp.predictor import check_box
+        from clamp.predictor import check_box, check_image_size
         from clamp.video import VideoWriter
 
+        check_image_size(video.width, video.height)
         every, per_frame = self.boxes.for_video(video.path)
         drawing_path = self.names.claim(name, ".pose.mp4")
         results_path = self.names.claim(name, ".pose.json")
@@ -526,7 +576,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     output = Path(cfg.output)
     media, others = list_inputs(source, cfg.recursive, exclude=output)
     root = source if source.is_dir() else source.parent
-    boxes = BoxTable(read_boxes(Path(cfg.boxes), cfg.box_score_threshold) if cfg.boxes else None, root)
+    boxes = BoxTable(
+        read_boxes(Path(cfg.boxes), cfg.box_score_threshold) if cfg.boxes else None, root, str(cfg.missing_boxes)
+    )
     predictor = load_predictor(cfg)
     if cfg.score_maps and not predictor.has_score_maps:
         raise ClampError(f"score_maps=true: {predictor._no_score_maps()}")
@@ -561,7 +613,16 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             "y" if len(unused) == 1 else "ies",
             unused[0],
         )
+    if boxes.without_boxes:
+        log.warning(
+            "%d input(s) have no entry in the boxes file (e.g. %s): %s (listed in predictions.json)",
+            len(boxes.without_boxes),
+            boxes.without_boxes[0],
+            "no animal" if boxes.missing_boxes == "none" else "framed whole (missing_boxes=whole_image)",
+        )
     report = {"model": predictor.describe(), "images": run.images, "videos": run.videos, "skipped": run.skipped}
+    if boxes.boxes is not None:
+        report["without_boxes"] = sorted(boxes.without_boxes)
     (output / "predictions.json").write_text(json.dumps(report, indent=2) + "\n")
     done = len(run.images) + run.frames
     summary = f"{len(run.images)} image(s)" + (f", {len(run.videos)} video(s) ({run.frames} frames)" if videos else "")

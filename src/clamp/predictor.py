@@ -4,15 +4,20 @@ Lightning or Hydra.
 ::
 
     predictor = clamp.Predictor.from_checkpoint("outputs/.../checkpoints/best-epoch209.ckpt")
-    animals = predictor.predict("cat.jpg")                 # whole image = one animal
+    animals = predictor.predict("cat.jpg")                 # whole image = one animal; boxes=[]: none
     animals = predictor.predict(image, boxes=[[x, y, w, h], ...])
     animals[0].keypoints  # (K, 3): x, y, score in image pixels; animals[0].named() -> {name: (x, y, score)}
     drawing = predictor.draw(image, animals)               # side colours; a banner for demo models
 
-The preprocessing is the evaluation's: each box is padded by 1.25 and made to the model's aspect
-ratio, cut out and resized with one affine warp, normalised; the heatmaps (with flip test) are
-decoded by the same codec as in evaluation, and the instance score is the official rescoring.
-Crops of several images are batched together (:meth:`Predictor.predict_many`).
+The preprocessing is the evaluation's: each box is clipped to the image as the evaluation clips
+its boxes (mmpose 0.x, :func:`clamp.data.coco.clip_boxes_to_image`; the whole image ``[0, 0, W, H]``
+becomes ``[0, 0, W - 1, H - 1]``), padded by 1.25 and made to the model's aspect ratio, cut out and
+resized with one affine warp, normalised; the heatmaps (with flip test) are decoded by the same
+codec as in evaluation, and the instance score is the official rescoring. The decoded keypoints are
+then clipped to the image, ``[0, W - 1] x [0, H - 1]``: none lies outside it, whatever the box. An
+image or box that keeps less than 2 pixels of width or height inside the image (a 1x1 image) is
+refused with a :class:`ClampError` naming its size. Crops of several images are batched together
+(:meth:`Predictor.predict_many`).
 
 CLAMP models also give their per-keypoint score maps S (the paper's Fig. 4):
 ``predictor.predict(image, score_maps=True)`` keeps them with the crop they cover on each
@@ -47,6 +52,7 @@ from clamp.checkpoint import (
     read_checkpoint,
 )
 from clamp.codec import decode_keypoints
+from clamp.data.coco import clip_boxes_to_image
 from clamp.data.transforms import BOX_PADDING, IMAGENET_MEAN, IMAGENET_STD, TopDownTransform, box_to_center_scale
 from clamp.errors import ClampError, MissingFileError
 from clamp.evaluation.decode import flip_back_heatmaps
@@ -67,7 +73,8 @@ Box = Sequence[float]
 
 @dataclass(frozen=True)
 class AnimalPose:
-    """One predicted animal: its box, (K, 3) keypoints (x, y, score in image pixels) and instance score.
+    """One predicted animal: its box (as given), (K, 3) keypoints (x, y, score in image pixels, inside
+    the image) and instance score.
 
     With ``predict(..., score_maps=True)`` (CLAMP models) also ``score_maps`` (K, h, w), the raw
     cosine score maps S of the model's input crop, and ``crop``, that crop as uint8 RGB (H, W, 3).
@@ -119,7 +126,8 @@ def demo_caption(provenance: Mapping[str, Any], model_name: str | None = None) -
 
 class _Crop(NamedTuple):
     index: int  # of the image in the call
-    box: list[float]
+    box: list[float]  # as given; the crop is cut from it clipped to the image
+    size: tuple[int, int]  # of the image: (width, height)
     center: np.ndarray
     scale: np.ndarray
     image: torch.Tensor  # (3, H, W) normalised
@@ -307,7 +315,8 @@ class Predictor:
     def predict(
         self, image: ImageInput, boxes: Sequence[Box] | None = None, *, score_maps: bool = False
     ) -> list[AnimalPose]:
-        """The animals in ``image``: one per box ``[x, y, w, h]`` (default: the whole image is one).
+        """The animals in ``image``: one per box ``[x, y, w, h]`` (default, None: the whole image is one;
+        ``[]``: none, as for an image a detector found nothing in).
 
         ``score_maps=True`` (CLAMP models, PyTorch backend) keeps each animal's score maps and crop.
         """
@@ -342,20 +351,25 @@ class Predictor:
 
     def _crops(self, index: int, rgb: np.ndarray, boxes: Sequence[Box] | None) -> list[_Crop]:
         height, width = rgb.shape[:2]
+        check_image_size(width, height)
         aspect = self.model.input_size[0] / self.model.input_size[1]
         empty_keypoints = np.zeros((self.keypoint_spec.num_keypoints, 3), np.float32)
         crops = []
         for box in boxes if boxes is not None else [[0.0, 0.0, float(width), float(height)]]:
             box = check_box(box, width, height)
-            center, scale = box_to_center_scale(box, aspect)
-            crops.append(_Crop(index, box, center, scale, self.transform(rgb, empty_keypoints, center, scale).image))
+            center, scale = box_to_center_scale(clip_boxes_to_image(box, width, height), aspect)
+            image = self.transform(rgb, empty_keypoints, center, scale).image
+            crops.append(_Crop(index, box, (width, height), center, scale, image))
         return crops
 
     def _run(self, batch: list[_Crop], results: list[list[AnimalPose]], score_maps: bool) -> None:
         heatmaps, maps = self._forward(torch.stack([c.image for c in batch]), score_maps)
         centers = np.stack([c.center for c in batch])
         scales = np.stack([c.scale for c in batch])
-        keypoints = np.asarray(decode_keypoints(heatmaps, centers, scales))
+        keypoints = np.array(decode_keypoints(heatmaps, centers, scales))
+        # A crop reaches past the image (the box padding, a box at the border): no keypoint outside it.
+        limits = np.array([c.size for c in batch], dtype=keypoints.dtype)[:, None, :] - 1
+        keypoints[..., :2] = np.clip(keypoints[..., :2], 0, limits)
         scores = rescore(keypoints[..., 2], np.ones(len(batch)), self.score_threshold)
         if maps is not None:
             from clamp.visualization import denormalize_image
@@ -464,8 +478,23 @@ def _onnx_providers(device: str | torch.device | None) -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
+#: Images (and boxes, once clipped) need this many pixels of width and height: the evaluation's clipping
+#: (:func:`clamp.data.coco.clip_boxes_to_image`) leaves nothing of a 1-pixel-wide one.
+MIN_IMAGE_SIDE = 2
+
+
+def check_image_size(width: int, height: int) -> None:
+    """Refuse an image smaller than :data:`MIN_IMAGE_SIDE` pixels a side (a 1x1 picture has no animal to frame)."""
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise ClampError(
+            f"the image is {width}x{height} pixels: too small to predict on "
+            f"(keypoints need at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels)"
+        )
+
+
 def check_box(box: Sequence[float], width: int, height: int) -> list[float]:
-    """A box ``[x, y, w, h]`` as floats, checked: four finite numbers, positive size, overlapping the image."""
+    """A box ``[x, y, w, h]`` as floats, checked: four finite numbers, positive size, overlapping the image
+    by at least 2 pixels of width and height once clipped as in evaluation."""
     try:
         values = [float(v) for v in box]
     except (TypeError, ValueError):
@@ -477,6 +506,12 @@ def check_box(box: Sequence[float], width: int, height: int) -> list[float]:
         raise ClampError(f"box {box!r} has a non-positive width or height")
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
         raise ClampError(f"box {box!r} lies outside the {width}x{height} image")
+    clipped = clip_boxes_to_image(values, width, height)
+    if clipped[2] <= 0 or clipped[3] <= 0:
+        raise ClampError(
+            f"box {box!r} keeps less than {MIN_IMAGE_SIDE} pixels of width or height inside the "
+            f"{width}x{height} image once clipped to it (the evaluation drops such boxes)"
+        )
     return values
 
 

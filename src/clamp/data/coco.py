@@ -70,6 +70,20 @@ class AnnotationError(ClampError, ValueError):
     """A malformed annotation file; the message names file, record, field, value and the fix."""
 
 
+def clip_boxes_to_image(boxes_xywh: np.ndarray, width: np.ndarray | float, height: np.ndarray | float) -> np.ndarray:
+    """Boxes (..., 4) ``[x, y, w, h]`` clipped the mmpose 0.x way (module docstring), as ``[x1, y1, x2 - x1, y2 - y1]``.
+
+    A result with a width or height <= 0 keeps less than 2 pixels inside the image (mmpose drops it).
+    The one rule of the dataset, the evaluation and the predictor.
+    """
+    boxes = np.asarray(boxes_xywh, dtype=np.float64)
+    x, y, w, h = np.moveaxis(boxes, -1, 0)
+    x1, y1 = np.maximum(0, x), np.maximum(0, y)
+    x2 = np.minimum(np.asarray(width, np.float64) - 1, x1 + np.maximum(0, w - 1))
+    y2 = np.minimum(np.asarray(height, np.float64) - 1, y1 + np.maximum(0, h - 1))
+    return np.stack([x1, y1, x2 - x1, y2 - y1], axis=-1)
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """One ``images`` entry."""
@@ -606,10 +620,8 @@ class _Reader:
                 f"does not overlap image {image_ids[i]} ({int(width[i])}x{int(height[i])})",
                 "fix the box or the image size, or remove the annotation",
             )
-        x1, y1 = np.maximum(0, x), np.maximum(0, y)
-        x2 = np.minimum(width - 1, x1 + np.maximum(0, w - 1))
-        y2 = np.minimum(height - 1, y1 + np.maximum(0, h - 1))
-        degenerate = (x2 <= x1) | (y2 <= y1)
+        clipped = clip_boxes_to_image(boxes, width, height)
+        degenerate = (clipped[:, 2] <= 0) | (clipped[:, 3] <= 0)
         if degenerate.any():
             i = int(np.flatnonzero(degenerate)[0])
             self.error(
@@ -622,4 +634,4 @@ class _Reader:
                 "fix the box or remove the annotation",
             )
         reaches_out = (x < 0) | (y < 0) | (x + w > width) | (y + h > height)
-        return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1), int(reaches_out.sum())
+        return clipped, int(reaches_out.sum())
