@@ -102,7 +102,7 @@ class WandbEvaluationLogger(L.Callback):
         import wandb
 
         for logger in trainer.loggers:
-            if isinstance(logger, SignalSafeWandbLogger):
+            if isinstance(logger, SignalSafeWandbLogger) and not logger.service_lost:
                 report = {
                     **self.tables(pl_module.last_evaluation, wandb),
                     **self.images(pl_module, wandb),
