@@ -115,7 +115,8 @@ def describe_position(trainer: L.Trainer, epochs: int, batches: int) -> str:
         return f"after {epoch_label(trainer, epochs - 1)}" if epochs else "before the first epoch"
     total = trainer.num_training_batches
     of_total = f" of {total}" if isinstance(total, int) else ""
-    return f"{batches}{of_total} batch{'es' if batches != 1 else ''} into {epoch_label(trainer, epochs)}"
+    noun = "batch" if batches == 1 and not of_total else "batches"
+    return f"{batches}{of_total} {noun} into {epoch_label(trainer, epochs)}"
 
 
 def latest_checkpoint_note(trainer: L.Trainer | None) -> str:
