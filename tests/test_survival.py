@@ -4,6 +4,7 @@ and configs, non-finite losses, a quiet console."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import time
@@ -104,6 +105,64 @@ def test_a_signal_saves_the_current_step_and_exits_non_zero(synthetic_root, tmp_
     assert "Traceback" not in stderr and f"stopped by {signal.Signals(signum).name} at step" in stderr
     step = int(stderr.split(" at step ")[1].split()[0])
     assert read_checkpoint(last)["global_step"] == step > 0
+
+
+def add_callback(patch: pytest.MonkeyPatch, callback) -> None:
+    """Make clamp.train's trainers carry ``callback`` too (after its own)."""
+    import clamp.train as train_module
+
+    build = train_module.build_trainer
+
+    def build_with_callback(cfg, output_dir):
+        trainer = build(cfg, output_dir)
+        trainer.callbacks.append(callback)
+        return trainer
+
+    patch.setattr(train_module, "build_trainer", build_with_callback)
+
+
+def wandb_service_pids() -> list[int]:
+    """The live W&B service processes (``wandb-core``) this process started."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if name == "wandb-core" and int(fields[1]) == os.getpid() and fields[0] not in "ZX":
+            pids.append(int(text.split()[0]))
+    return pids
+
+
+def test_a_job_signal_that_also_ends_wandbs_service_still_saves_and_stops_cleanly(
+    synthetic_root, tmp_path, monkeypatch, caplog
+):
+    import lightning as L
+
+    from clamp.lightning.checkpointing import Preempted
+
+    class SignalTheWholeJob(L.Callback):
+        """What SLURM does on a requeue: SIGTERM to every process of the job, W&B's service as well; here just
+        after the training's own check of a step, so that W&B is called (the step's metrics) before the save."""
+
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                (service,) = wandb_service_pids()
+                os.kill(service, signal.SIGTERM)
+                deadline = time.monotonic() + 30
+                while wandb_service_pids() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    add_callback(monkeypatch, SignalTheWholeJob())
+    with caplog.at_level("WARNING"), pytest.raises(Preempted, match="stopped by SIGTERM at step 3 "):
+        train_run(synthetic_root, tmp_path, "trainer.max_epochs=2", "trainer.limit_train_batches=4", "logger=wandb")
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 3
+    assert any("W&B's service process has stopped" in r.getMessage() for r in caplog.records)
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
 
 
 # ---- exact resume ------------------------------------------------------------------------------------
@@ -382,6 +441,98 @@ def test_the_console_shows_progress_lines_and_results_without_library_noise(synt
     assert "epoch 1/2" in result.stdout and "epoch 2/2" in result.stdout and "AP50" in result.stdout
     for noise in ("GPU available", "Tip:", "litlogger", "LeafSpec", "srun", "eval mode", "FLOPs", "Warning"):
         assert noise not in output, noise
+
+
+@pytest.fixture(scope="module")
+def resumed_mid_epoch(synthetic_root, tmp_path_factory) -> dict:
+    """A run stopped by SIGTERM 2 batches into epoch 2 of 3 (4 batches each, validated every other epoch), then
+    resumed: its stop message, what each part printed, the warnings of the resume and its wall time."""
+    import contextlib
+    import io
+    import warnings
+
+    import lightning as L
+
+    from clamp.lightning.checkpointing import Preempted
+
+    class SignalAtStep(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 5:  # the second step of epoch 2
+                signal.raise_signal(signal.SIGTERM)
+
+    run = tmp_path_factory.mktemp("resumed-mid-epoch")
+    settings = (*RESUME, "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2")
+    first, resumed = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(first):
+        add_callback(patch, SignalAtStep())
+        with pytest.raises(Preempted) as stopped:
+            train_run(synthetic_root, run, *settings)
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(resumed):
+        warnings.simplefilter("always")
+        started = time.monotonic()
+        train_run(synthetic_root, run, *settings)
+        wall = time.monotonic() - started
+    return {
+        "stopped": str(stopped.value),
+        "first": first.getvalue().splitlines(),
+        "resumed": resumed.getvalue().splitlines(),
+        "warnings": [str(w.message) for w in caught],
+        "wall": wall,
+    }
+
+
+def epoch_line(lines: list[str], label: str) -> str:
+    (line,) = [line for line in lines if line.startswith(f"{label}  ")]
+    return line
+
+
+def test_an_exact_mid_epoch_resume_is_not_called_unreliable(resumed_mid_epoch):
+    assert not [w for w in resumed_mid_epoch["warnings"] if "not resumable" in w or "unreliable" in w]
+
+
+def test_the_epoch_resumed_in_its_middle_is_timed_from_the_resume(resumed_mid_epoch):
+    line = epoch_line(resumed_mid_epoch["resumed"], "epoch 2/3")
+    seconds = float(line.split("  ")[-1].split(" s")[0])
+    assert seconds <= resumed_mid_epoch["wall"] and line.endswith(" s since the resume at step 6"), line
+    assert not epoch_line(resumed_mid_epoch["resumed"], "epoch 3/3").endswith("resume at step 6")
+
+
+def test_epoch_lines_show_val_ap_only_for_epochs_that_were_validated(resumed_mid_epoch):
+    lines = resumed_mid_epoch["first"] + resumed_mid_epoch["resumed"]
+    assert "val/AP" in epoch_line(lines, "epoch 2/3")  # validated every other epoch
+    assert "val/AP" not in epoch_line(lines, "epoch 1/3") and "val/AP" not in epoch_line(lines, "epoch 3/3")
+
+
+def test_a_stop_message_says_where_in_which_epoch_as_the_epoch_lines_count(resumed_mid_epoch):
+    assert "stopped by SIGTERM at step 6 (2 of 4 batches into epoch 2/3); saved " in resumed_mid_epoch["stopped"]
+
+
+def test_the_terminal_bar_counts_epochs_as_the_lines_do_without_logger_version(synthetic_root, tmp_path, monkeypatch):
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from clamp.train import build_trainer
+
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    overrides = fast_overrides(synthetic_root, tmp_path, "trainer.max_epochs=4", "callbacks.rich_progress_bar=true")
+    trainer = build_trainer(compose_train(overrides), tmp_path)
+    (bar,) = [cb for cb in trainer.callbacks if isinstance(cb, RichProgressBar)]
+    bar.setup(trainer, None, "fit")
+    assert bar._get_train_description(0).strip() == "Epoch 1/4"
+    assert bar._get_train_description(3).strip() == "Epoch 4/4"
+    assert "v_num" not in bar.get_metrics(trainer, None)
+
+
+def test_the_run_log_file_keeps_clamp_debug_lines_and_no_library_debug(synthetic_root, tmp_path):
+    import re
+
+    run = tmp_path / "run"
+    overrides = fast_overrides(synthetic_root, run, "trainer.limit_train_batches=2")
+    result = run_cli("-m", "clamp.train", *overrides, f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr
+    records = re.findall(r"^\[[^]]*\]\[([^]]+)\]\[(\w+)\]", (run / "train.log").read_text(), flags=re.MULTILINE)
+    debug = {name for name, level in records if level == "DEBUG"}
+    assert any(name.startswith("clamp.") for name in debug), records
+    assert {name for name in debug if not name.startswith("clamp.")} == set()
 
 
 @pytest.mark.slow

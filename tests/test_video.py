@@ -115,3 +115,43 @@ def test_writer_refuses_frames_of_another_size(tmp_path):
 def test_writer_into_a_missing_folder_is_named(tmp_path):
     with pytest.raises(VideoError, match="no_such_folder"):
         VideoWriter(tmp_path / "no_such_folder" / "out.mp4", FPS, (WIDTH, HEIGHT))
+
+
+@pytest.fixture(scope="module")
+def noisy_video_bytes(tmp_path_factory) -> bytes:
+    """A 30-frame video of noise (frames that fill the file, so that damage hits frame data)."""
+    path = tmp_path_factory.mktemp("noise") / "noise.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        writer.write(rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+def ffmpeg_lines(stderr: str) -> list[str]:
+    """FFmpeg's own log lines (``[mpeg4 @ 0x55d0...] header damaged``) in ``stderr``."""
+    return [line for line in stderr.splitlines() if " @ 0x" in line]
+
+
+def test_a_video_ffmpeg_cannot_open_is_one_error_with_ffmpegs_reason(noisy_video_bytes, tmp_path, capfd):
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(noisy_video_bytes[: len(noisy_video_bytes) // 2])
+    with pytest.raises(VideoError, match=r"open .*truncated.mp4 as a video \(FFmpeg: 'mov: moov atom not found'\)"):
+        VideoReader(truncated)
+    assert ffmpeg_lines(capfd.readouterr().err) == []
+
+
+def test_ffmpegs_messages_on_a_damaged_video_become_one_warning_naming_the_file(
+    noisy_video_bytes, tmp_path, capfd, caplog
+):
+    damaged, data = tmp_path / "damaged.mp4", bytearray(noisy_video_bytes)
+    start = len(data) // 3
+    data[start : start + 3000] = bytes((b * 7 + 13) % 256 for b in data[start : start + 3000])
+    damaged.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="clamp.video"), VideoReader(damaged) as video:
+        frames = list(video)
+    assert 0 < len(frames) < 30
+    assert ffmpeg_lines(capfd.readouterr().err) == []
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "clamp.video"]
+    assert warning.startswith(f"{damaged} is damaged: FFmpeg: 'mpeg4: ") and f"; {len(frames)} of 30 frames" in warning

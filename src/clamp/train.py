@@ -44,11 +44,11 @@ def build_trainer(cfg: DictConfig, output_dir: Path):
     """Lightning Trainer: latest + best-AP checkpoints (atomic), signal handling, loggers, progress."""
     import lightning as L
     from lightning.fabric.plugins.environments import SLURMEnvironment
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    from clamp.lightning.callbacks import LineProgressBar, WandbEvaluationLogger
+    from clamp.lightning.callbacks import EpochProgressBar, LineProgressBar, WandbEvaluationLogger
     from clamp.lightning.checkpointing import AtomicCheckpointIO, LatestCheckpoint, PreemptionHandler
-    from clamp.lightning.loggers import build_loggers
+    from clamp.lightning.loggers import SignalSafeWandbLogger, build_loggers
     from clamp.lightning.throughput import ThroughputLogger
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -67,12 +67,12 @@ def build_trainer(cfg: DictConfig, output_dir: Path):
             enable_version_counter=False,
         ),
         PreemptionHandler(latest),
-        RichProgressBar() if cfg.callbacks.rich_progress_bar and sys.stdout.isatty() else LineProgressBar(),
+        EpochProgressBar() if cfg.callbacks.rich_progress_bar and sys.stdout.isatty() else LineProgressBar(),
     ]
     loggers = build_loggers(cfg.logger, cfg, output_dir)
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+    if any(isinstance(lg, SignalSafeWandbLogger) for lg in loggers):
         callbacks.append(WandbEvaluationLogger(num_images=cfg.callbacks.log_images))
     plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
@@ -144,7 +144,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from clamp.checkpoint import read_checkpoint
-    from clamp.lightning.checkpointing import PreemptionHandler, resolve_resume
+    from clamp.lightning.checkpointing import Preempted, PreemptionHandler, resolve_resume
     from clamp.lightning.datamodule import check_dataset_files, writes_dataset
     from clamp.lightning.module import PoseEstimationModule
 
@@ -199,7 +199,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         preemption = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptionHandler))
         if preemption.stopped is None:
             raise
+        finish_loggers(trainer, preemption.stopped.exit_code)
         raise preemption.stopped from None
+    except Preempted as stopped:
+        finish_loggers(trainer, stopped.exit_code)
+        raise
     metrics: dict[str, Any] = {}
     if cfg.test_after_fit:
         best = trainer.checkpoint_callback.best_model_path or None
@@ -211,13 +215,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def finish_loggers(trainer) -> None:
-    """Close W&B runs, so that each job of a multirun is its own run and offline files are complete."""
-    from lightning.pytorch.loggers import WandbLogger
+def finish_loggers(trainer, exit_code: int = 0) -> None:
+    """Close W&B runs, so that each job of a multirun is its own run and offline files are complete; a
+    stopped run closes its W&B run with its exit status (a resumed run continues it)."""
+    from clamp.lightning.loggers import SignalSafeWandbLogger
 
     for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger) and trainer.is_global_zero:
-            logger.experiment.finish()
+        if isinstance(logger, SignalSafeWandbLogger) and trainer.is_global_zero:
+            logger.guard(lambda: logger.experiment.finish(exit_code=exit_code))  # noqa: B023 (called at once)
 
 
 main = hydra_entry_point("train", train)

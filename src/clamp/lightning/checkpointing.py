@@ -78,20 +78,47 @@ class LatestCheckpoint(L.Callback):
             raise ClampError(f"callbacks.checkpoint_every_n_steps={every_n_steps}: give a positive number or null")
         self.path = Path(dirpath) / LAST_CHECKPOINT
         self.every_n_steps = every_n_steps
-        self.saved: tuple[int, int] | None = None  # (epoch, global step) of the last save in this run
+        self.saved: tuple[int, str] | None = None  # (global step, describe_position) of the last save in this run
 
-    def save(self, trainer: L.Trainer) -> None:
+    def save(self, trainer: L.Trainer) -> str:
+        """Save the latest state; returns where it stands (:func:`describe_position`)."""
         trainer.save_checkpoint(self.path, weights_only=False)
-        self.saved = (trainer.current_epoch, trainer.global_step)
+        self.saved = (trainer.global_step, describe_position(trainer, *training_position(trainer)))
+        return self.saved[1]
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         step = trainer.global_step
         due = bool(self.every_n_steps) and step > 0 and step % self.every_n_steps == 0
-        if due and (self.saved is None or self.saved[1] != step):
+        if due and (self.saved is None or self.saved[0] != step):
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer)
+
+
+def epoch_label(trainer: L.Trainer, epoch: int) -> str:
+    """``epoch 3/8`` for the epoch of index ``epoch`` (counted from 1, as every line and bar shows it)."""
+    total = trainer.max_epochs
+    return f"epoch {epoch + 1}/{total}" if total is not None and total > 0 else f"epoch {epoch + 1}"
+
+
+def training_position(trainer: L.Trainer) -> tuple[int, int]:
+    """(epochs done, batches done in the epoch that is running), as it stands when a checkpoint is saved."""
+    # Lightning counts an epoch as processed before its end hooks (where checkpoints are saved), so
+    # ``processed`` is the epoch to run next; it is still running when it was started but not processed.
+    epochs = trainer.fit_loop.epoch_progress.current
+    mid_epoch = epochs.started > epochs.processed
+    return epochs.processed, trainer.fit_loop.epoch_loop.batch_progress.current.processed if mid_epoch else 0
+
+
+def describe_position(trainer: L.Trainer, epochs: int, batches: int) -> str:
+    """``after epoch 2/4`` or ``3 of 8 batches into epoch 3/4``, for messages about saved states."""
+    if batches == 0:
+        return f"after {epoch_label(trainer, epochs - 1)}" if epochs else "before the first epoch"
+    total = trainer.num_training_batches
+    of_total = f" of {total}" if isinstance(total, int) else ""
+    noun = "batch" if batches == 1 and not of_total else "batches"
+    return f"{batches}{of_total} {noun} into {epoch_label(trainer, epochs)}"
 
 
 def latest_checkpoint_note(trainer: L.Trainer | None) -> str:
@@ -104,9 +131,9 @@ def latest_checkpoint_note(trainer: L.Trainer | None) -> str:
     if latest.saved is None:
         if latest.path.is_file():
             return f"{latest.path} is the checkpoint this run resumed from; this run saved none yet."
-        return "No checkpoint was saved yet (the first is written at the end of epoch 0)."
-    epoch, step = latest.saved
-    return f"{latest.path} holds the state after step {step} ({epoch} epochs done)."
+        return "No checkpoint was saved yet (the first is written at the end of the first epoch)."
+    step, position = latest.saved
+    return f"{latest.path} holds the state after step {step} ({position})."
 
 
 class Preempted(ClampError):
@@ -163,14 +190,14 @@ class PreemptionHandler(L.Callback):
 
     def _save_and_stop(self, trainer: L.Trainer, signum: int) -> Preempted:
         """Save the latest state, requeue under SLURM for a warning signal, and say so."""
-        self.latest.save(trainer)
+        position = self.latest.save(trainer)
         name = signal.Signals(signum).name
         requeued = ""
         if signum in _REQUEUE_SIGNALS and trainer.is_global_zero and _requeue_slurm_job():
             requeued = " The SLURM job was requeued and will resume from it."
         self.stopped = Preempted(
             signum,
-            f"stopped by {name} at step {trainer.global_step} ({trainer.current_epoch} epochs done); saved "
+            f"stopped by {name} at step {trainer.global_step} ({position}); saved "
             f"{self.latest.path}.{requeued} Resume with ckpt_path={self.latest.path} (a rerun in the same "
             "run folder resumes by itself).",
         )

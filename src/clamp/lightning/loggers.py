@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,51 @@ from omegaconf import DictConfig, OmegaConf
 
 from clamp.errors import ClampError, did_you_mean
 
-_LOGGERS = {"csv": CSVLogger, "wandb": WandbLogger}
+log = logging.getLogger(__name__)
+
+
+class SignalSafeWandbLogger(WandbLogger):
+    """Lightning's WandbLogger, outliving W&B's service process (``wandb-core``).
+
+    A pre-emption or ``scontrol requeue`` under SLURM signals every process of the job, W&B's service
+    included, and it exits at once; from then on every W&B call of this process raises
+    ``ConnectionResetError``. One of them (a step's metrics) coming before the training's save at the end
+    of its step would crash the run without that save. Instead, the first such error ends W&B logging for
+    this process with one warning (:meth:`guard`); what was logged before stays in the run's W&B files,
+    and the resumed run continues the same W&B run.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.service_lost = False
+
+    def guard(self, call: Callable[[], Any]) -> None:
+        """Run the W&B call ``call`` unless the service is gone; a lost service is noted once, not raised."""
+        if self.service_lost:
+            return
+        try:
+            call()
+        except ConnectionError as err:
+            import wandb
+
+            self.service_lost = True
+            log.warning(
+                "W&B's service process has stopped (%s), most likely with the signal that stops this job (SLURM "
+                "signals every process of a job): W&B logging of this process ends here; what was logged before "
+                "is in %s, and a resumed run continues the same W&B run",
+                err,
+                self.save_dir,
+            )
+            # Drops W&B's exit hook, which would print the same error again as a traceback.
+            with contextlib.suppress(ConnectionError):
+                wandb.teardown()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        log_metrics = super().log_metrics
+        self.guard(lambda: log_metrics(metrics, step))
+
+
+_LOGGERS = {"csv": CSVLogger, "wandb": SignalSafeWandbLogger}
 # The run folder keeps its W&B run id, so a resumed (requeued) run continues the same W&B run.
 WANDB_ID_FILE = "wandb_run_id.txt"
 
