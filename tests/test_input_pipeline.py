@@ -137,3 +137,23 @@ def test_uint8_batches_normalised_on_the_device_equal_the_cpu_normalisation(root
     assert normalize_uint8_images(torch.zeros(1, 3, 2, 2, dtype=torch.uint8)).allclose(
         -mean / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     )
+
+
+def _losses(run: Path) -> list[str]:
+    import csv
+
+    (metrics,) = run.glob("csv/*/metrics.csv")
+    with open(metrics) as file:
+        return [row["train/loss"] for row in csv.DictReader(file) if row.get("train/loss")]
+
+
+def test_training_on_uint8_batches_gives_the_losses_of_float_batches(synthetic_root: Path, tmp_path: Path) -> None:
+    from clamp.train import train
+    from tests.helpers import compose_train, fast_overrides
+
+    runs = {}
+    for name, switch in (("float", "false"), ("uint8", "true")):
+        runs[name] = tmp_path / name
+        extra = ("trainer.limit_train_batches=3", "test_after_fit=false", f"data.uint8_images={switch}")
+        train(compose_train(fast_overrides(synthetic_root, runs[name], *extra)))
+    assert _losses(runs["float"]) and _losses(runs["uint8"]) == _losses(runs["float"])

@@ -72,9 +72,17 @@ def submitted_job(sweep: Path, timeout: float = 120) -> str:
     """The SLURM job id of a multirun's submission (from submitit's folder)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ids = sorted({m.group(1) for p in (sweep / ".submitit").glob("*") if (m := re.match(r"(\d+)", p.name))})
+        # submitit's folder per job is <id> or <id>_<task>; SLURM job ids start at 1 (anything else is
+        # a file of submitit's own, read too early as a job id once).
+        ids = sorted(
+            {
+                int(m.group(1))
+                for p in (sweep / ".submitit").glob("*")
+                if p.is_dir() and (m := re.fullmatch(r"(\d+)(?:_\d+)?", p.name)) and int(m.group(1)) > 0
+            }
+        )
         if ids:
-            return ids[0]
+            return str(ids[0])
         time.sleep(0.5)
     raise AssertionError(f"no job was submitted under {sweep / '.submitit'}")
 

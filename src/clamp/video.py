@@ -120,7 +120,9 @@ class VideoReader(contextlib.AbstractContextManager["VideoReader"]):
             raise VideoError(f"{self.path} is an image, not a video")
         self._ffmpeg = _FFmpegMessages()
         with _opencv_quiet(), self._ffmpeg.catch():
-            self._capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+            # One decoding thread: FFmpeg then writes its messages inside the calls caught here, not later
+            # from a frame thread of its own.
+            self._capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
         if not self._capture.isOpened():
             said = self._ffmpeg.summary() or "OpenCV's FFmpeg could not read it"
             self.close()
@@ -162,7 +164,8 @@ class VideoReader(contextlib.AbstractContextManager["VideoReader"]):
                 log.warning("%s is damaged: %s; %s frames were read", self.path, said, read)
 
     def close(self) -> None:
-        self._capture.release()
+        with self._ffmpeg.catch():  # flushing the decoder can still report the damage
+            self._capture.release()
         self._ffmpeg.close()
 
     def __exit__(

@@ -31,7 +31,7 @@ from clamp.codec import HeatmapCodec
 from clamp.data.coco import CocoKeypoints, load_coco_keypoints
 from clamp.data.dataset import EpochSampler, TopDownDataset, check_images, collate_samples
 from clamp.data.splits import SPLIT_MODES, SplitError, SplitManifest, apply_split, build_split
-from clamp.data.transforms import TopDownTransform
+from clamp.data.transforms import TopDownTransform, normalize_uint8_images
 from clamp.errors import ClampError, MissingFileError, did_you_mean
 from clamp.files import MAX_IMAGE_PIXELS
 from clamp.keypoints import get_keypoint_spec
@@ -221,6 +221,9 @@ class PoseDataModule(L.LightningDataModule):
         dataset = self.datasets.get(stage)
         return max(1, math.floor(self.hparams.max_bad_fraction * (len(dataset) if dataset is not None else 0)))
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return normalize_uint8_batch(batch)
+
     # ---- exact resume -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Where training stands in its epoch, so that a resumed run skips exactly the consumed batches.
@@ -294,6 +297,15 @@ class PoseDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.hparams.eval_batch_size or self.hparams.batch_size)
+
+
+def normalize_uint8_batch(batch: Any) -> Any:
+    """``data.uint8_images``: a batch's uint8 crops normalised on the device they were moved to (the data
+    module's ``on_after_batch_transfer``); float batches pass unchanged."""
+    images = batch.get("image") if isinstance(batch, dict) else None
+    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
+        batch["image"] = normalize_uint8_images(images)
+    return batch
 
 
 def init_loader_worker(worker_id: int) -> None:

@@ -15,7 +15,6 @@ import torch
 
 from clamp.checkpoint import RECORD_KEY, build_model, checkpoint_record, make_record, model_state_dict
 from clamp.codec import decode_keypoints
-from clamp.data.transforms import normalize_uint8_images
 from clamp.errors import ClampError
 from clamp.evaluation.decode import flip_test
 from clamp.evaluation.metric import KeypointAPMetric
@@ -188,16 +187,6 @@ class PoseEstimationModule(L.LightningModule):
         if self._rng_to_restore is not None:
             _set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # data.uint8_images: crops arrive as uint8 and are normalised here, on the device.
-        if (
-            isinstance(batch, dict)
-            and isinstance(batch.get("image"), torch.Tensor)
-            and batch["image"].dtype == torch.uint8
-        ):
-            batch["image"] = normalize_uint8_images(batch["image"])
-        return batch
 
     # ---- training -------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:

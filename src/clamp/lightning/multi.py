@@ -36,6 +36,7 @@ from clamp.lightning.datamodule import (
     PoseDataModule,
     check_dataset_files,
     init_loader_worker,
+    normalize_uint8_batch,
 )
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,9 @@ class MultiPoseDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             generator=torch.Generator().manual_seed(self.hparams.seed),
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return normalize_uint8_batch(batch)
 
     def _eval_loaders(self, stage: str) -> list[DataLoader]:
         # Each member's own evaluation loader, over its samples laid out in the union's channels.
