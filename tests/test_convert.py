@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,82 +13,14 @@ import yaml
 
 from clamp.data.convert import ConvertError, convert
 from clamp.keypoints import AP10K, KEYPOINT_SPECS, KeypointSpecError, get_keypoint_spec, infer_flip_pairs, prompt_word
-from tests.helpers import compose_train, fast_overrides, run_cli
+from tests.helpers import REPO_ROOT, compose_train, fast_overrides, run_cli
 
-NAMES = list(AP10K.keypoint_names)
-SKELETON = [[NAMES[a], NAMES[b]] for a, b in AP10K.skeleton]
-
-
-def synthetic_animals(synthetic_root: Path, count: int) -> list[tuple[Path, np.ndarray]]:
-    """The first ``count`` synthetic training images with one animal each, and its (17, 2) points (NaN: unlabelled)."""
-    data = json.loads((synthetic_root / "annotations" / "ap10k-train-split1.json").read_text())
-    per_image: dict[int, list[dict]] = {}
-    for ann in data["annotations"]:
-        per_image.setdefault(ann["image_id"], []).append(ann)
-    found = []
-    for image in data["images"]:
-        anns = per_image.get(image["id"], [])
-        if len(anns) != 1:
-            continue
-        triples = np.asarray(anns[0]["keypoints"], dtype=float).reshape(-1, 3)
-        points = np.where(triples[:, 2:] > 0, triples[:, :2] + 0.25, np.nan)  # off the integer grid
-        found.append((synthetic_root / "data" / image["file_name"], points))
-        if len(found) == count:
-            break
-    return found
-
-
-def write_dlc_project(
-    root: Path, animals: list[tuple[Path, np.ndarray]], *, index_columns: int = 3, individuals: int = 0
-) -> dict[str, np.ndarray]:
-    """A DeepLabCut project as DLC writes it: config.yaml, labeled-data/<video>/ images and CollectedData CSVs.
-
-    Two videos, half the images each; ``index_columns`` 3 (DLC >= 2.2) or 1 (older: one path column);
-    ``individuals`` > 0 makes a multi-animal project (each image's animal labelled as each individual,
-    shifted by 2 px per individual, plus one uniquebodyparts point). Returns the expected points per file.
-    """
-    config = {"Task": "zoo", "scorer": "ann", "date": "Jan1", "project_path": str(root), "skeleton": SKELETON}
-    if individuals:
-        config |= {
-            "multianimalproject": True,
-            "bodyparts": "MULTI!",
-            "multianimalbodyparts": NAMES,
-            "uniquebodyparts": ["food"],
-            "individuals": [f"mouse{i + 1}" for i in range(individuals)],
-        }
-    else:
-        config["bodyparts"] = NAMES
-    root.mkdir(parents=True)
-    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    expected = {}
-    videos = {"walk": animals[: len(animals) // 2], "run": animals[len(animals) // 2 :]}
-    for video, items in videos.items():
-        folder = root / "labeled-data" / video
-        folder.mkdir(parents=True)
-        who = [f"mouse{i + 1}" for i in range(individuals)] or [""]
-        columns = [(w, part, axis) for w in who for part in NAMES for axis in ("x", "y")]
-        if individuals:
-            columns += [("single", "food", "x"), ("single", "food", "y")]
-        pad = [""] * (index_columns - 1)
-        rows = [["scorer", *pad, *["ann"] * len(columns)]]
-        if individuals:
-            rows.append(["individuals", *pad, *[c[0] for c in columns]])
-        rows += [["bodyparts", *pad, *[c[1] for c in columns]], ["coords", *pad, *[c[2] for c in columns]]]
-        for n, (image, points) in enumerate(items):
-            name = f"img{n:03d}.png"
-            shutil.copyfile(image, folder / name)
-            index = ["labeled-data", video, name] if index_columns == 3 else [f"labeled-data/{video}/{name}"]
-            values = []
-            for i in range(len(who)):
-                shifted = points + 2.0 * i
-                values += ["" if np.isnan(v) else repr(float(v)) for v in shifted.ravel()]
-                expected[f"images/{video}/{name}#{i}"] = shifted
-            if individuals:
-                values += ["5.0", "6.0"]
-            rows.append([*index, *values])
-        with (folder / "CollectedData_ann.csv").open("w", newline="") as f:
-            csv.writer(f).writerows(rows)
-    return expected
+# The projects are built by scripts/dlc_example.py, the README's example project.
+_spec = importlib.util.spec_from_file_location("dlc_example", REPO_ROOT / "scripts" / "dlc_example.py")
+dlc_example = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(dlc_example)
+NAMES, SKELETON = dlc_example.NAMES, dlc_example.SKELETON
+synthetic_animals, write_dlc_project = dlc_example.synthetic_animals, dlc_example.write_dlc_project
 
 
 def read_back(out: Path) -> dict[str, np.ndarray]:
