@@ -229,6 +229,27 @@ def test_bad_input_gets_one_line_naming_the_file_and_field(synthetic_root, tmp_p
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_bad_sleap_and_coco_sources_are_named_with_the_file_and_field(synthetic_root, tmp_path):
+    pytest.importorskip("sleap_io")
+    (tmp_path / "notes.slp").write_text("not a labels file")
+    with pytest.raises(ConvertError, match=r"notes.slp: not a SLEAP labels file sleap-io reads"):
+        convert("sleap", tmp_path / "notes.slp", tmp_path / "out")
+    source = json.loads((synthetic_root / "annotations" / "ap10k-train-split1.json").read_text())
+    source["annotations"][3]["keypoints"] = source["annotations"][3]["keypoints"][:-3]
+    (tmp_path / "coco.json").write_text(json.dumps(source))
+    with pytest.raises(ConvertError, match=r"coco.json: annotations\[3\]: field 'keypoints' must be 51 numbers"):
+        convert("coco", tmp_path / "coco.json", tmp_path / "out", images=synthetic_root / "data")
+
+
+def test_a_prompt_word_too_long_for_the_prompt_is_a_warning_naming_the_word(synthetic_root, tmp_path):
+    write_dlc_project(tmp_path / "dlc", synthetic_animals(synthetic_root, 2))
+    config = yaml.safe_load((tmp_path / "dlc" / "config.yaml").read_text())
+    config["bodyparts"] = [*NAMES, "tip_of_the_tail_end"]
+    (tmp_path / "dlc" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = convert("dlc", tmp_path / "dlc", tmp_path / "out")
+    assert any("'tip of the tail end' is 5 BPE tokens long" in w and "keypoints.yaml" in w for w in result.warnings)
+
+
 def test_the_converter_never_writes_into_a_folder_that_has_files(synthetic_root, tmp_path):
     write_dlc_project(tmp_path / "dlc", synthetic_animals(synthetic_root, 2))
     (tmp_path / "out").mkdir()

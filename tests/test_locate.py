@@ -113,3 +113,16 @@ def test_the_predict_command_writes_named_maps_their_peaks_and_says_they_are_coa
     assert entry["note"] == COARSE_MAPS_NOTE and (out / entry["drawing"]).is_file()
     assert list(entry["animals"][0]["keypoints"]) == [NEW, "tail end"]
     assert Path(entry["drawing"]).name == "cat.png.names.jpg"
+
+
+def test_a_name_that_does_not_fit_stops_the_predict_command_before_any_output(trained_run, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "in" / "a.png")
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    out = tmp_path / "out"
+    too_long = "names=[the tip of the left ear]"
+    result = run_cli("-m", "clamp.predict", f"ckpt={ckpt}", f"input={tmp_path / 'in'}", f"output={out}", too_long)
+    assert result.returncode == 2 and "error: names: Keypoint prompt word 'the tip of the left ear'" in result.stderr
+    assert not list(out.glob("*.jpg"))

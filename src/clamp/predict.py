@@ -453,8 +453,7 @@ class _Run:
         """``names=``: the named keypoints' score maps drawn as ``<name>.names.jpg``, their peaks for the JSON."""
         from clamp.predictor import COARSE_MAPS_NOTE
 
-        names = self.cfg.names
-        located = self.predictor.locate(rgb, [names] if isinstance(names, str) else list(names), boxes)
+        located = self.predictor.locate(rgb, _names(self.cfg), boxes)
         path = self.names.claim(name, ".names.jpg")
         write_image(path, self.predictor.draw_score_maps(located))
         animals = [a.to_dict() for a in located]
@@ -534,6 +533,11 @@ class _Run:
         return entries
 
 
+def _names(cfg: DictConfig) -> str | list[str]:
+    """``names=``: one name, or a list of them."""
+    return cfg.names if isinstance(cfg.names, str) else list(cfg.names)
+
+
 def predict(cfg: DictConfig) -> dict[str, Any]:
     source = Path(cfg.input)
     output = Path(cfg.output)
@@ -546,6 +550,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     if cfg.names:
         from clamp.predictor import COARSE_MAPS_NOTE
 
+        predictor.check_names(_names(cfg))
         print(f"note: {COARSE_MAPS_NOTE}")
     if predictor.demo_reason:
         print(f"note: this is a demo model ({predictor.demo_reason}); it cannot find keypoints on real photos")

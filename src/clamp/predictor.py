@@ -403,7 +403,7 @@ class Predictor:
             )
 
     def locate(
-        self, image: ImageInput, names: Sequence[str], boxes: Sequence[Box] | None = None
+        self, image: ImageInput, names: str | Sequence[str], boxes: Sequence[Box] | None = None
     ) -> list[NamedScoreMaps]:
         """Score maps and peaks of keypoints named now, trained or not (``names=["left ear tip"]``).
 
@@ -412,28 +412,17 @@ class Predictor:
         nearest trained keypoint in the prompt set). The peaks are decoded as the heatmaps are (Eq. 1:
         argmax and a quarter-cell step), but on the feature grid (:data:`COARSE_MAPS_NOTE`).
         """
-        if not self.has_score_maps or getattr(self.model, "prompt_learner", None) is None:
-            raise ClampError(
-                "named keypoints need a CLAMP model with text prompts run by PyTorch: "
-                + (self._no_score_maps() if not self.has_score_maps else "this one has a learned prompt matrix")
-            )
-        names = [names] if isinstance(names, str) else list(names)
-        if not names or not all(isinstance(n, str) and n.strip() for n in names):
-            raise ClampError(f"names={names!r}: give one or more keypoint names, e.g. ['left ear tip']")
+        names = self.check_names(names)
         crops = self._crops(0, self.read_image(image), boxes)
         from clamp.visualization import denormalize_image
 
         results = []
         for start in range(0, len(crops), self.batch_size):
             batch = crops[start : start + self.batch_size]
-            try:
-                # no_grad, not inference_mode: the text encoder's cache keys on the new tokens' version counter.
-                with torch.no_grad():
-                    maps, nearest = self.model.named_score_maps(
-                        torch.stack([c.image for c in batch]).to(self.device), [n.strip() for n in names]
-                    )
-            except ValueError as err:  # a name longer than the prompt's token slots
-                raise ClampError(f"names: {err}") from None
+            # no_grad, not inference_mode: the text encoder's cache keys on the new tokens' version counter.
+            with torch.no_grad():
+                crops_batch = torch.stack([c.image for c in batch]).to(self.device)
+                maps, nearest = self.model.named_score_maps(crops_batch, names)
             maps = maps.float().cpu().numpy()
             centers = np.stack([c.center for c in batch])
             scales = np.stack([c.scale for c in batch])
@@ -456,6 +445,26 @@ class Predictor:
                     )
                 )
         return results
+
+    def check_names(self, names: str | Sequence[str]) -> list[str]:
+        """The names :meth:`locate` takes, checked before any image is read: a CLAMP model with text
+        prompts run by PyTorch, and names that fit the prompt's token slots (else a :class:`ClampError`)."""
+        if not self.has_score_maps or getattr(self.model, "prompt_learner", None) is None:
+            raise ClampError(
+                "named keypoints need a CLAMP model with text prompts run by PyTorch: "
+                + (self._no_score_maps() if not self.has_score_maps else "this one has a learned prompt matrix")
+            )
+        names = [names] if isinstance(names, str) else list(names)
+        if not names or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ClampError(f"names={names!r}: give one or more keypoint names, e.g. ['left ear tip']")
+        from clamp.models.text import tokenize_prompt_words
+
+        names = [n.strip() for n in names]
+        try:
+            tokenize_prompt_words(names, self.model.prompt_learner.name_tokens.shape[1])
+        except ValueError as err:
+            raise ClampError(f"names: {err}") from None
+        return names
 
     def _no_score_maps(self) -> str:
         if self.is_onnx:

@@ -162,15 +162,16 @@ def _read_dlc_csv(path: Path, root: Path, names: list[str]) -> tuple[list[Frame]
         raise ConvertError(f"{path}: the 'coords' row has no x/y columns")
     individuals = header.get("individuals")
     columns: dict[tuple[str, str], dict[str, int]] = {}  # (individual, body part) -> {"x": col, "y": col}
-    unique_parts = set()
+    unique_x = []  # x columns of the uniquebodyparts (individual "single" of a multi-animal project)
     for j in range(first, len(coords)):
-        part, axis = header["bodyparts"][j] if j < len(header["bodyparts"]) else "", coords[j]
+        part = header["bodyparts"][j] if j < len(header["bodyparts"]) else ""
+        axis = coords[j]
         who = individuals[j] if individuals is not None and j < len(individuals) else ""
         if axis not in ("x", "y"):
             continue  # likelihood (machine labels merged in)
         if part not in names:
             if individuals is not None and who == "single":
-                unique_parts.add(part)
+                unique_x += [j] if axis == "x" else []
                 continue
             raise ConvertError(f"{path}: column {j + 1}: body part '{part}' is not in the config's body parts {names}")
         columns.setdefault((who, part), {})[axis] = j
@@ -196,18 +197,7 @@ def _read_dlc_csv(path: Path, root: Path, names: list[str]) -> tuple[list[Frame]
             frame.animals.append(points)
             frame.boxes.append(None)
             frame.categories.append(1)
-        if unique_parts:
-            left_out += (
-                sum(
-                    1
-                    for j in range(first, len(row))
-                    if individuals is not None
-                    and j < len(individuals)
-                    and individuals[j] == "single"
-                    and row[j].strip()
-                )
-                // 2
-            )
+        left_out += sum(1 for j in unique_x if j < len(row) and row[j].strip())
         frames.append(frame)
     return frames, left_out
 
