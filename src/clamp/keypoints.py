@@ -9,11 +9,15 @@ Dec 2021; Animal-Pose: mmpose order and values; COCO: the COCO keypoint challeng
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from clamp.errors import ClampError
+from clamp.errors import ClampError, MissingFileError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -365,11 +369,13 @@ KEYPOINT_SPECS: dict[str, KeypointSpec] = {spec.name: spec for spec in (AP10K, A
 
 
 def get_keypoint_spec(spec: str | KeypointSpec | Mapping[str, Any]) -> KeypointSpec:
-    """Return a spec by registered name (``ap10k``, ``animalpose``, ``coco``), dict, or as is."""
+    """Return a spec by registered name (``ap10k``, ``animalpose``, ``coco``), spec file, dict, or as is."""
     if isinstance(spec, KeypointSpec):
         return spec
     if isinstance(spec, Mapping):
         return KeypointSpec.from_dict(spec)
+    if str(spec).lower().endswith(SPEC_FILE_SUFFIXES):
+        return read_keypoint_spec(spec)
     try:
         return KEYPOINT_SPECS[spec]
     except KeyError:
@@ -622,3 +628,149 @@ AP10K_CATEGORIES: tuple[Species, ...] = tuple(
         start=1,
     )
 )
+
+
+# ---- keypoint specs of your own projects: names -> prompt words and flip pairs, spec files -----------
+#: Suffixes of a keypoint spec file (``data.keypoints=path/keypoints.yaml``).
+SPEC_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+_SIDE_WORDS = {"l": "left", "left": "left", "r": "right", "right": "right"}
+_OTHER_SIDE = {"left": "right", "right": "left"}
+# Word boundaries inside a name: lower->Upper (earBase), Upper->Upper+lower (LEar), letter<->digit.
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
+
+
+class KeypointSpecError(ClampError, ValueError):
+    """A keypoint spec file that cannot be used; the message names the file, the field and the value."""
+
+
+def name_words(name: str) -> list[str]:
+    """The lower-case words of a body-part name: ``L_EarBase`` -> ``['l', 'ear', 'base']``."""
+    return [w for w in re.split(r"[\s_\-.:/]+", _CAMEL.sub(" ", name).lower()) if w]
+
+
+def prompt_word(name: str) -> str:
+    """The prompt words (Eq. 2) for a body-part name: its words, the side first and spelled out.
+
+    ``L_EarBase`` -> ``left ear base``, ``tailEnd`` -> ``tail end``, ``paw_r`` -> ``right paw``.
+    """
+    words = name_words(name)
+    side = _side(name)
+    if side is not None:
+        words = [side[0], *(w for w in side[1] if w not in "<>")]
+    return " ".join(words) or name
+
+
+def _side(name: str) -> tuple[str, tuple[str, ...]] | None:
+    """``("left", rest)`` when the name's first or last word says left (l) or right (r), else None."""
+    words = name_words(name)
+    if len(words) < 2:
+        return None
+    if words[0] in _SIDE_WORDS:
+        return _SIDE_WORDS[words[0]], ("<", *words[1:])
+    if words[-1] in _SIDE_WORDS:
+        return _SIDE_WORDS[words[-1]], (*words[:-1], ">")
+    return None
+
+
+def infer_flip_pairs(names: Sequence[str]) -> tuple[tuple[tuple[int, int], ...], tuple[str, ...]]:
+    """Left/right pairs from the names (left/right, l/r, ``L_``/``_R`` as a first or last word).
+
+    Returns the pairs (left index first, in name order) and the names that say a side but have no
+    partner of the other side (callers warn about those: they are not flipped).
+    """
+    sides = {i: s for i, s in ((i, _side(n)) for i, n in enumerate(names)) if s is not None}
+    by_key = {(side, rest): i for i, (side, rest) in sides.items()}
+    pairs, unpaired = [], []
+    for i, (side, rest) in sides.items():
+        partner = by_key.get((_OTHER_SIDE[side], rest))
+        if partner is None:
+            unpaired.append(names[i])
+        elif side == "left":
+            pairs.append((i, partner))
+    return tuple(sorted(pairs)), tuple(unpaired)
+
+
+def _index(value: Any, names: Sequence[str], where: str) -> int:
+    """A keypoint given by name or 0-based index, as an index."""
+    if isinstance(value, str):
+        if value not in names:
+            raise KeypointSpecError(f"{where}: '{value}' is not one of keypoint_names{did_you_mean(value, names)}")
+        return names.index(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(names):
+        raise KeypointSpecError(f"{where}: {value!r} is neither a keypoint name nor an index 0..{len(names) - 1}")
+    return value
+
+
+def read_keypoint_spec(path: str | os.PathLike) -> KeypointSpec:
+    """A spec from a YAML/JSON file (as ``python -m clamp.data.convert`` writes it).
+
+    ``flip_pairs``, ``skeleton`` and ``upper_body_ids`` may name keypoints or give 0-based indices;
+    ``prompt_words`` defaults to :func:`prompt_word` of each name. Errors name the file and the field.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(
+            f"keypoint spec file not found: {path} (write one with `python -m clamp.data.convert`, or name a "
+            f"registered spec: {sorted(KEYPOINT_SPECS)})"
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise KeypointSpecError(f"{path}: not valid YAML/JSON ({' '.join(str(err).split())})") from None
+    if not isinstance(data, dict):
+        raise KeypointSpecError(
+            f"{path}: expected a mapping with keypoint_names, sigmas, ..., got {type(data).__name__}"
+        )
+    names = data.get("keypoint_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise KeypointSpecError(f"{path}: field 'keypoint_names' must be a non-empty list of names, got {names!r}")
+    if len(set(names)) != len(names):
+        raise KeypointSpecError(f"{path}: field 'keypoint_names' repeats a name: {names}")
+    fields: dict[str, Any] = {"name": str(data.get("name") or path.stem), "keypoint_names": names}
+    fields["prompt_words"] = data.get("prompt_words") or [prompt_word(n) for n in names]
+    fields["sigmas"] = data.get("sigmas")
+    for key in ("prompt_words", "sigmas"):
+        if not isinstance(fields[key], list):
+            raise KeypointSpecError(f"{path}: field '{key}' must be a list (one entry per keypoint)")
+    for key in ("flip_pairs", "skeleton"):
+        pairs = data.get(key) or []
+        if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+            raise KeypointSpecError(f"{path}: field '{key}' must be a list of [a, b] pairs, got {pairs!r}")
+        fields[key] = [[_index(v, names, f"{path}: {key}[{i}]") for v in p] for i, p in enumerate(pairs)]
+    upper = data.get("upper_body_ids") or []
+    if not isinstance(upper, list):
+        raise KeypointSpecError(f"{path}: field 'upper_body_ids' must be a list, got {upper!r}")
+    fields["upper_body_ids"] = [_index(v, names, f"{path}: upper_body_ids[{i}]") for i, v in enumerate(upper)]
+    try:
+        return KeypointSpec.from_dict(fields)
+    except (ValueError, TypeError) as err:
+        raise KeypointSpecError(f"{path}: {err}") from None
+
+
+def write_keypoint_spec(spec: KeypointSpec, path: str | os.PathLike, header: Sequence[str] = ()) -> Path:
+    """Write ``spec`` as a YAML file that :func:`read_keypoint_spec` reads, pairs and skeleton by name.
+
+    ``header`` lines become comments at the top (where the spec came from, what to check).
+    """
+    names = spec.keypoint_names
+
+    def flow(value: Any) -> str:  # JSON is YAML: one readable line per value
+        return json.dumps(value, ensure_ascii=False)
+
+    def pairs(key: str, edges: Sequence[tuple[int, int]]) -> list[str]:
+        return [f"{key}:" + ("" if edges else " []")] + [f"  - {flow([names[a], names[b]])}" for a, b in edges]
+
+    lines = [f"# {line}" if line else "#" for line in header]
+    lines += [f"name: {flow(spec.name)}", f"keypoint_names: {flow(list(names))}"]
+    lines += [f"prompt_words: {flow(list(spec.prompt_words))}"]
+    lines += ["# Mirror pairs: swapped when a training image is flipped. Check them (inferred from the names)."]
+    lines += pairs("flip_pairs", spec.flip_pairs)
+    lines += [f"sigmas: {flow(list(spec.sigmas))}"]
+    lines += pairs("skeleton", spec.skeleton)
+    lines += ["# The half-body augmentation crops the upper (these) or the other keypoints; [] crops all of them."]
+    lines += [f"upper_body_ids: {flow([names[i] for i in spec.upper_body_ids])}"]
+    path = Path(path)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

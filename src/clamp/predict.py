@@ -65,7 +65,7 @@ MISSING_BOXES = ("none", "whole_image")
 RESERVED_OUTPUTS = ("predictions.json", "predict.log", ".hydra")
 #: What the outputs' names end with; in an input folder that is also the output folder, such files
 #: are an earlier run's outputs, not inputs.
-OUTPUT_SUFFIXES = (".pose.jpg", ".scores.jpg", ".pose.mp4", ".pose.json")
+OUTPUT_SUFFIXES = (".pose.jpg", ".scores.jpg", ".names.jpg", ".pose.mp4", ".pose.json")
 _FRAME_KEY = "{key}@frame={frame}"
 
 
@@ -477,7 +477,7 @@ class _Run:
         results = self.predictor.predict_many(
             [rgb for _, rgb, _, _ in pending], [b for _, _, b, _ in pending], score_maps=score_maps
         )
-        for (name, rgb, _, note), animals in zip(pending, results):
+        for (name, rgb, image_boxes, note), animals in zip(pending, results):
             drawing_path = self.names.claim(name, ".pose.jpg")
             write_image(drawing_path, self.draw(rgb, animals))
             entry = {
@@ -493,8 +493,20 @@ class _Run:
                 scores_path = self.names.claim(name, ".scores.jpg")
                 write_image(scores_path, self.predictor.draw_score_maps(animals))
                 entry["score_maps"] = self.names.relative(scores_path)
+            if self.cfg.names and animals:
+                entry["named_keypoints"] = self._locate(name, rgb, image_boxes)
             self.images.append(entry)
             task.advance()
+
+    def _locate(self, name: str, rgb, boxes) -> dict[str, Any]:
+        """``names=``: the named keypoints' score maps drawn as ``<name>.names.jpg``, their peaks for the JSON."""
+        from clamp.predictor import COARSE_MAPS_NOTE
+
+        located = self.predictor.locate(rgb, _names(self.cfg), boxes)
+        path = self.names.claim(name, ".names.jpg")
+        write_image(path, self.predictor.draw_score_maps(located))
+        animals = [a.to_dict() for a in located]
+        return {"note": COARSE_MAPS_NOTE, "drawing": self.names.relative(path), "animals": animals}
 
     # videos: frames read in order, predicted in batches, drawn into a video of the same fps and size
     def run_video(self, path: Path) -> None:
@@ -571,6 +583,11 @@ class _Run:
         return entries
 
 
+def _names(cfg: DictConfig) -> str | list[str]:
+    """``names=``: one name, or a list of them."""
+    return cfg.names if isinstance(cfg.names, str) else list(cfg.names)
+
+
 def predict(cfg: DictConfig) -> dict[str, Any]:
     source = Path(cfg.input)
     output = Path(cfg.output)
@@ -582,14 +599,19 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     predictor = load_predictor(cfg)
     if cfg.score_maps and not predictor.has_score_maps:
         raise ClampError(f"score_maps=true: {predictor._no_score_maps()}")
+    if cfg.names:
+        from clamp.predictor import COARSE_MAPS_NOTE
+
+        predictor.check_names(_names(cfg))
+        print(f"note: {COARSE_MAPS_NOTE}")
     if predictor.demo_reason:
         print(f"note: this is a demo model ({predictor.demo_reason}); it cannot find keypoints on real photos")
     output.mkdir(parents=True, exist_ok=True)
     names = OutputNames(output, reserved=media + others)
     images = [p for p in media if not is_video(p)]
     videos = [p for p in media if is_video(p)]
-    if videos and cfg.score_maps:
-        log.info("score maps are drawn for images only, not for the frames of videos")
+    if videos and (cfg.score_maps or cfg.names):
+        log.info("score maps and named keypoints are drawn for images only, not for the frames of videos")
     started = time.perf_counter()
     with Progress(cfg.progress, cfg.progress_every) as progress:
         run = _Run(cfg, predictor, names, boxes, root, progress)

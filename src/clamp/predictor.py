@@ -97,6 +97,43 @@ class AnimalPose:
         return {"box": [round(float(v), 2) for v in self.box], "score": round(self.score, 4), "keypoints": keypoints}
 
 
+@dataclass(frozen=True)
+class NamedScoreMaps:
+    """Score maps of keypoints named at test time (:meth:`Predictor.locate`) for one animal.
+
+    ``score_maps`` (M, h, w) are the raw cosine maps S (Eq. 3-4) of ``keypoint_names`` on the model's
+    feature grid over ``crop``; ``peaks`` (M, 3) is each map's peak as x, y in image pixels and its
+    cosine; ``stand_in`` the trained keypoint each name took the place of in the prompt set;
+    ``cell_px`` the (x, y) size of one grid cell in image pixels: the peaks' resolution.
+    """
+
+    box: tuple[float, float, float, float]
+    keypoint_names: tuple[str, ...]
+    score_maps: np.ndarray = field(repr=False, compare=False)
+    peaks: np.ndarray
+    stand_in: tuple[str, ...]
+    cell_px: tuple[float, float]
+    crop: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: box, grid cell size and per name the peak ``[x, y, cosine]`` and its stand-in."""
+        return {
+            "box": [round(float(v), 2) for v in self.box],
+            "grid_cell_px": [round(v, 2) for v in self.cell_px],
+            "keypoints": {
+                name: {"peak": [round(float(x), 2), round(float(y), 2), round(float(v), 4)], "stands_in_for": trained}
+                for name, (x, y, v), trained in zip(self.keypoint_names, self.peaks, self.stand_in)
+            },
+        }
+
+
+#: What the output of :meth:`Predictor.locate` says about its precision (README "Keypoints named at test time").
+COARSE_MAPS_NOTE = (
+    "named keypoints come from the score maps on the model's feature grid (one peak per grid cell, "
+    "see grid_cell_px), not from the trained heatmap head: coarse locations"
+)
+
+
 def demo_reason(provenance: Mapping[str, Any]) -> str | None:
     """Why a model is only a demo (synthetic training data, random backbone weights), or None.
 
@@ -379,6 +416,70 @@ class Predictor:
                 AnimalPose(tuple(crop.box), kpts, float(score), self.keypoint_spec.keypoint_names, **extra)
             )
 
+    def locate(
+        self, image: ImageInput, names: str | Sequence[str], boxes: Sequence[Box] | None = None
+    ) -> list[NamedScoreMaps]:
+        """Score maps and peaks of keypoints named now, trained or not (``names=["left ear tip"]``).
+
+        One result per box (default: the whole image), from the model's Eq. 3-4 path
+        (:meth:`clamp.models.pose_models.CLAMP.named_score_maps`: a new name takes the place of its
+        nearest trained keypoint in the prompt set). The peaks are decoded as the heatmaps are (Eq. 1:
+        argmax and a quarter-cell step), but on the feature grid (:data:`COARSE_MAPS_NOTE`).
+        """
+        names = self.check_names(names)
+        crops = self._crops(0, self.read_image(image), boxes)
+        from clamp.visualization import denormalize_image
+
+        results = []
+        for start in range(0, len(crops), self.batch_size):
+            batch = crops[start : start + self.batch_size]
+            # no_grad, not inference_mode: the text encoder's cache keys on the new tokens' version counter.
+            with torch.no_grad():
+                crops_batch = torch.stack([c.image for c in batch]).to(self.device)
+                maps, nearest = self.model.named_score_maps(crops_batch, names)
+            maps = maps.float().cpu().numpy()
+            centers = np.stack([c.center for c in batch])
+            scales = np.stack([c.scale for c in batch])
+            # +2 keeps every cosine positive, so the decoder's "no positive maximum" rule never applies.
+            peaks = np.asarray(decode_keypoints(maps + 2.0, centers, scales))
+            peaks[..., 2] -= 2.0
+            grid_h, grid_w = maps.shape[-2:]
+            stand_in = tuple(self.keypoint_spec.keypoint_names[int(i)] for i in nearest.cpu())
+            for crop, crop_maps, crop_peaks in zip(batch, maps, peaks):
+                cell = (float(crop.scale[0]) / grid_w, float(crop.scale[1]) / grid_h)
+                results.append(
+                    NamedScoreMaps(
+                        tuple(crop.box),
+                        tuple(names),
+                        crop_maps,
+                        crop_peaks,
+                        stand_in,
+                        cell,
+                        denormalize_image(crop.image),
+                    )
+                )
+        return results
+
+    def check_names(self, names: str | Sequence[str]) -> list[str]:
+        """The names :meth:`locate` takes, checked before any image is read: a CLAMP model with text
+        prompts run by PyTorch, and names that fit the prompt's token slots (else a :class:`ClampError`)."""
+        if not self.has_score_maps or getattr(self.model, "prompt_learner", None) is None:
+            raise ClampError(
+                "named keypoints need a CLAMP model with text prompts run by PyTorch: "
+                + (self._no_score_maps() if not self.has_score_maps else "this one has a learned prompt matrix")
+            )
+        names = [names] if isinstance(names, str) else list(names)
+        if not names or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ClampError(f"names={names!r}: give one or more keypoint names, e.g. ['left ear tip']")
+        from clamp.models.text import tokenize_prompt_words
+
+        names = [n.strip() for n in names]
+        try:
+            tokenize_prompt_words(names, self.model.prompt_learner.name_tokens.shape[1])
+        except ValueError as err:
+            raise ClampError(f"names: {err}") from None
+        return names
+
     def _no_score_maps(self) -> str:
         if self.is_onnx:
             return (
@@ -413,11 +514,16 @@ class Predictor:
         return draw_caption(drawing, banner) if banner else np.ascontiguousarray(drawing)
 
     def draw_score_maps(
-        self, animals: Sequence[AnimalPose], *, panel_size: int = 160, value_range: tuple[float, float] | None = None
+        self,
+        animals: Sequence[AnimalPose | NamedScoreMaps],
+        *,
+        panel_size: int = 160,
+        value_range: tuple[float, float] | None = None,
     ) -> np.ndarray:
         """The Fig. 4-style overlay: per animal a grid of its keypoints' score maps over its crop, stacked.
 
-        The animals must come from ``predict(..., score_maps=True)``. A demo model's grid gets the banner.
+        The animals must come from ``predict(..., score_maps=True)`` or :meth:`locate`. A demo model's grid
+        gets the banner.
         """
         from clamp.visualization import draw_caption, draw_score_maps
 
@@ -429,7 +535,11 @@ class Predictor:
                 raise ClampError("draw_score_maps needs animals predicted with predict(..., score_maps=True)")
             grids.append(
                 draw_score_maps(
-                    animal.crop, animal.score_maps, self.keypoint_spec, value_range=value_range, panel_size=panel_size
+                    animal.crop,
+                    animal.score_maps,
+                    animal.keypoint_names,
+                    value_range=value_range,
+                    panel_size=panel_size,
                 )
             )
         width = max(grid.shape[1] for grid in grids)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -225,7 +226,7 @@ def draw_pose(
 def draw_score_maps(
     image_rgb: np.ndarray,
     score_maps: np.ndarray,
-    spec: KeypointSpec,
+    spec: KeypointSpec | Sequence[str],
     *,
     value_range: tuple[float, float] | None = None,
     columns: int | None = None,
@@ -239,7 +240,7 @@ def draw_score_maps(
     Args:
         image_rgb: uint8 RGB (H, W, 3), the region the maps cover (the model's input crop).
         score_maps: (K, h, w), e.g. CLAMP's score maps ``PoseOutput.score_maps`` or the heatmaps.
-        spec: names for the panel labels.
+        spec: the panel labels: a spec's keypoint names, or the names themselves.
         value_range: (low, high) mapped to the colormap's ends for every panel (e.g. (-1, 1) for cosine
             score maps); ``None`` stretches each map over its own min..max.
         columns: panels per row; default ceil(sqrt(K)).
@@ -249,14 +250,16 @@ def draw_score_maps(
         gap: white pixels between panels.
     """
     maps = np.asarray(score_maps, dtype=np.float32)
-    if maps.ndim != 3 or maps.shape[0] != spec.num_keypoints:
-        raise ValueError(f"score_maps must have shape ({spec.num_keypoints}, h, w) for '{spec.name}', got {maps.shape}")
+    labels = spec.keypoint_names if isinstance(spec, KeypointSpec) else tuple(spec)
+    if maps.ndim != 3 or maps.shape[0] != len(labels):
+        name = spec.name if isinstance(spec, KeypointSpec) else "the names"
+        raise ValueError(f"score_maps must have shape ({len(labels)}, h, w) for '{name}', got {maps.shape}")
     height, width = image_rgb.shape[:2]
     factor = panel_size / max(height, width)
     panel_w, panel_h = max(1, round(width * factor)), max(1, round(height * factor))
     base = cv2.resize(image_rgb, (panel_w, panel_h), interpolation=cv2.INTER_AREA)
-    columns = columns or math.ceil(math.sqrt(spec.num_keypoints))
-    rows = math.ceil(spec.num_keypoints / columns)
+    columns = columns or math.ceil(math.sqrt(len(labels)))
+    rows = math.ceil(len(labels) / columns)
     grid = np.full((rows * panel_h + (rows - 1) * gap, columns * panel_w + (columns - 1) * gap, 3), 255, np.uint8)
     map_h, map_w = maps.shape[1:]
     # Map cell i lands on panel pixel i * stride, the convention decoded keypoints use, not cell centres.
@@ -268,7 +271,7 @@ def draw_score_maps(
             unit, to_panel, (panel_w, panel_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         heat = cv2.cvtColor(cv2.applyColorMap(np.round(upsampled * 255).astype(np.uint8), colormap), cv2.COLOR_BGR2RGB)
-        panel = draw_caption(cv2.addWeighted(base, 1 - alpha, heat, alpha, 0), spec.keypoint_names[k])
+        panel = draw_caption(cv2.addWeighted(base, 1 - alpha, heat, alpha, 0), labels[k])
         row, column = divmod(k, columns)
         top, left = row * (panel_h + gap), column * (panel_w + gap)
         grid[top : top + panel_h, left : left + panel_w] = panel

@@ -15,6 +15,7 @@ Parameter name prefixes, which the trainer's optimiser groups use (``clamp.light
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from clamp.models.text import (
     LearnedPromptMatrix,
     PromptEncoder,
     PromptLearner,
+    tokenize_prompt_words,
 )
 
 PROMPT_SOURCES = ("text", "learned_matrix")
@@ -268,6 +270,40 @@ class CLAMP(PoseModel):
             prompt_embeddings_initial=initial,
             prompt_embeddings=prompts,
         )
+
+    def named_score_maps(self, images: Tensor, prompt_words: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Eq. 3-4 score maps (B, M, h, w) of any M prompt words, and the trained keypoint each stood in for (M,).
+
+        The prompt has no per-keypoint learned part (the k context vectors are shared), so a new word goes
+        through the text encoder as the trained words do. The prompt encoder and the context decoder attend
+        across the K prompts, so each word is put in the trained set in the place of its nearest trained
+        keypoint (the highest cosine of the text-encoder embeddings, before the prompt encoder) and that set
+        of K runs as in training; a trained keypoint's own word gives exactly its map of :meth:`forward`.
+        The heatmap head's channels are fixed, so these maps are the coarse feature-grid ones only.
+        """
+        if self.prompt_learner is None or self.text_encoder is None:
+            raise ValueError("named score maps need text prompts (prompt_source='text'), not a learned matrix")
+        self._check_images(images)
+        name_tokens, contexts = self.prompt_learner.name_tokens, self.prompt_learner.contexts
+        words = tokenize_prompt_words(prompt_words, name_tokens.shape[1]).to(name_tokens.device)
+        trained = self.text_encoder(name_tokens, contexts)
+        new = self.text_encoder(words, contexts)
+        nearest = (F.normalize(new.float(), dim=-1) @ F.normalize(trained.float(), dim=-1).T).argmax(dim=1)
+        m, k = len(prompt_words), self.num_keypoints
+        sets = trained.unsqueeze(0).repeat(m, 1, 1)
+        sets[torch.arange(m), nearest] = new.to(sets.dtype)
+        if self.prompt_encoder is not None:
+            sets = self.prompt_encoder(sets)
+        feats = self.image_encoder(images)
+        b = images.shape[0]
+        # Every image with every set: (B * M) rows through the context decoder, as forward's B rows.
+        adapted = self.adapt_prompts(
+            sets.repeat(b, 1, 1),
+            feats.global_embedding.repeat_interleave(m, dim=0),
+            feats.dense.repeat_interleave(m, dim=0),
+        ).reshape(b, m, k, -1)
+        chosen = adapted[:, torch.arange(m), nearest]
+        return presence_score_map(feats.dense, chosen), nearest
 
 
 class SimpleBaseline(PoseModel):
