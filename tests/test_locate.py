@@ -71,7 +71,8 @@ def test_locate_gives_each_names_map_its_peak_in_image_pixels_and_draws_them(mod
     (animal,) = located
     assert animal.keypoint_names == (NEW, "tail end") and animal.score_maps.shape == (2, *model.grid_size[::-1])
     assert set(animal.stand_in) <= set(AP10K.keypoint_names)
-    _, _, center, scale, _ = predictor._crops(0, image, [box])[0]
+    crop = predictor._crops(0, image, [box])[0]
+    center, scale = crop.center, crop.scale
     grid_w, grid_h = model.grid_size
     assert animal.cell_px == pytest.approx((scale[0] / grid_w, scale[1] / grid_h))
     for m, score_map in enumerate(animal.score_maps):

@@ -499,7 +499,7 @@ class _Run:
             task.advance()
 
     def _locate(self, name: str, rgb, boxes) -> dict[str, Any]:
-        """``names=``: the named keypoints' score maps drawn as ``<name>.names.jpg``, their peaks for the JSON."""
+        """``names=``: the named keypoints' score maps drawn as ``<name>.<ext>.names.jpg``, their peaks for the JSON."""
         from clamp.predictor import COARSE_MAPS_NOTE
 
         located = self.predictor.locate(rgb, _names(self.cfg), boxes)
