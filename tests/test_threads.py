@@ -1,7 +1,10 @@
-"""Threads on a shared machine: the training process leaves the cores its data workers use, and each
-worker runs every library on one thread (``speed.cpu_threads``, ``init_loader_worker``)."""
+"""Threads on a shared machine: the commands' OpenMP threads wait passively, each data worker runs
+OpenCV and PyTorch on one thread, and ``speed.cpu_threads`` sets the training process's threads."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import cv2
 import pytest
@@ -11,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from clamp.errors import ClampError
 from clamp.lightning.datamodule import init_loader_worker
 from clamp.train import training_threads
+from tests.helpers import OFFLINE_ENV, REPO_ROOT
 
 
 class _ThreadCounts(Dataset):
@@ -21,26 +25,32 @@ class _ThreadCounts(Dataset):
         return cv2.getNumThreads(), torch.get_num_threads()
 
 
-def test_auto_leaves_the_cores_of_the_data_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert training_threads("auto", "cpu", num_workers=2, cores=2) == 1
-    assert training_threads("auto", "cpu", num_workers=4, cores=16) == 12
-    assert training_threads("auto", "cpu", num_workers=0, cores=8) == 8
-    assert training_threads("auto", "cpu", num_workers=32, cores=8) == 1
+def _fresh_python(code: str, **env: str) -> str:
+    clean = {k: v for k, v in OFFLINE_ENV.items()}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", **clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
-def test_auto_leaves_accelerators_and_a_users_omp_setting_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert training_threads("auto", "gpu", num_workers=4, cores=16) is None
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert training_threads("auto", "cpu", num_workers=2, cores=2) is None
+def test_the_commands_make_openmp_wait_passively_before_torch_is_imported() -> None:
+    code = "import sys, os, clamp.train; print('torch' in sys.modules, os.environ['OMP_WAIT_POLICY'])"
+    assert _fresh_python(code) == "False PASSIVE"
+    assert _fresh_python(code, OMP_WAIT_POLICY="ACTIVE") == "False ACTIVE"  # the user's setting stands
 
 
-def test_a_number_is_taken_and_nonsense_refused() -> None:
-    assert training_threads(3, "cpu", num_workers=2, cores=2) == 3
+def test_cpu_threads_is_pytorchs_default_or_a_number_and_nonsense_is_refused() -> None:
+    assert training_threads(None) is None
+    assert training_threads(3) == 3
     for bad in (0, -1, "four", True):
         with pytest.raises(ClampError, match="speed.cpu_threads"):
-            training_threads(bad, "cpu", num_workers=2, cores=2)
+            training_threads(bad)
 
 
 def test_loader_workers_run_opencv_and_torch_on_one_thread() -> None:

@@ -18,6 +18,7 @@ import functools
 import importlib.resources
 import json
 import logging
+import os
 import re
 import sys
 import warnings
@@ -26,6 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from clamp.errors import ClampError, close_matches, did_you_mean
+
+# Before torch is imported (the commands import it later): OpenMP threads that wait at a barrier sleep
+# instead of spinning. On a node shared with other jobs a spinning thread holds a core that its
+# descheduled partner needs; an idle machine runs as fast either way (README, "On a shared machine").
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # The configs live in the repository's conf/ and are installed as the package `clamp.conf`;
 # an absolute path works the same from an editable and a regular install.

@@ -122,19 +122,13 @@ def check_resume_compatible(checkpoint: Mapping[str, Any], cfg: DictConfig, path
         )
 
 
-def training_threads(setting: Any, accelerator: str, num_workers: int, cores: int | None = None) -> int | None:
-    """The training process's torch threads for ``speed.cpu_threads`` (see conf/train.yaml), or None to
-    leave PyTorch's default: on accelerators, and when OMP_NUM_THREADS is set."""
-    import os
-
-    if setting != "auto":
-        if not isinstance(setting, int) or isinstance(setting, bool) or setting < 1:
-            raise ClampError(f"speed.cpu_threads={setting!r}: give auto or a positive number of threads")
-        return setting
-    if accelerator != "cpu" or "OMP_NUM_THREADS" in os.environ:
+def training_threads(setting: Any) -> int | None:
+    """The training process's torch threads for ``speed.cpu_threads``: None keeps PyTorch's default."""
+    if setting is None:
         return None
-    cores = cores or len(os.sched_getaffinity(0))
-    return max(1, cores - num_workers)
+    if not isinstance(setting, int) or isinstance(setting, bool) or setting < 1:
+        raise ClampError(f"speed.cpu_threads={setting!r}: give null (PyTorch's default) or a positive number")
+    return setting
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -162,9 +156,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             dataset = cfg.data.keypoints if isinstance(cfg.data.keypoints, str) else "custom"
             check_dataset_files(dataset, cfg.data.root, cfg.data.splits, synthetic=generate)
     output_dir.mkdir(parents=True, exist_ok=True)
-    threads = training_threads(
-        cfg.speed.get("cpu_threads", "auto"), str(cfg.trainer.get("accelerator")), int(cfg.data.get("num_workers") or 0)
-    )
+    threads = training_threads(cfg.speed.get("cpu_threads"))
     if threads is not None:
         torch.set_num_threads(threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
