@@ -128,10 +128,20 @@ def test_eval_entry_point_reproduces_the_test_metrics_of_a_checkpoint(synthetic_
 
 
 def test_wandb_logger_records_metrics_config_species_table_and_prediction_images(synthetic_root, tmp_path, monkeypatch):
+    import contextlib
+
+    import wandb
     from wandb.sdk.wandb_run import Run
 
     from clamp.train import train
 
+    # W&B keeps one service and run per process: start from a fresh state whatever an earlier test of this
+    # worker left (e.g. the survival test that kills the service on purpose).
+    with contextlib.suppress(Exception):
+        wandb.teardown()
+    from wandb.sdk.lib import module as wandb_globals
+
+    wandb_globals.unset_globals()  # a run whose service is gone must not be reused
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     finished = {}
