@@ -147,13 +147,29 @@ def _losses(run: Path) -> list[str]:
         return [row["train/loss"] for row in csv.DictReader(file) if row.get("train/loss")]
 
 
-def test_training_on_uint8_batches_gives_the_losses_of_float_batches(synthetic_root: Path, tmp_path: Path) -> None:
+def _train(synthetic_root: Path, run: Path, *switches: str) -> list[str]:
     from clamp.train import train
     from tests.helpers import compose_train, fast_overrides
 
-    runs = {}
-    for name, switch in (("float", "false"), ("uint8", "true")):
-        runs[name] = tmp_path / name
-        extra = ("trainer.limit_train_batches=3", "test_after_fit=false", f"data.uint8_images={switch}")
-        train(compose_train(fast_overrides(synthetic_root, runs[name], *extra)))
-    assert _losses(runs["float"]) and _losses(runs["uint8"]) == _losses(runs["float"])
+    extra = ("trainer.limit_train_batches=3", "test_after_fit=false", *switches)
+    train(compose_train(fast_overrides(synthetic_root, run, *extra)))
+    return _losses(run)
+
+
+@pytest.fixture(scope="module")
+def plain_losses(synthetic_root: Path, tmp_path_factory) -> list[str]:
+    losses = _train(synthetic_root, tmp_path_factory.mktemp("plain"))
+    assert losses
+    return losses
+
+
+def test_training_on_uint8_batches_gives_the_losses_of_float_batches(synthetic_root, tmp_path, plain_losses) -> None:
+    assert _train(synthetic_root, tmp_path, "data.uint8_images=true") == plain_losses
+
+
+def test_training_with_a_decoded_cache_gives_the_losses_of_training_without_it(
+    synthetic_root, tmp_path, plain_losses
+) -> None:
+    cache = tmp_path / "cache"
+    assert _train(synthetic_root, tmp_path / "run", f"data.decoded_cache={cache}") == plain_losses
+    assert any(cache.rglob("*.npy"))

@@ -42,6 +42,7 @@ from torch.utils.data import ConcatDataset, Dataset, Sampler, Subset, default_co
 
 from clamp.codec import HeatmapCodec
 from clamp.data.coco import CocoKeypoints, Instance
+from clamp.data.decoded_cache import DecodedImageCache
 from clamp.data.transforms import TopDownTransform, box_to_center_scale
 from clamp.errors import ClampError
 from clamp.files import MAX_IMAGE_PIXELS, ImageError, image_size, read_image_rgb, read_image_rgb_reduced
@@ -69,6 +70,11 @@ class TopDownDataset(Dataset):
     (:meth:`~clamp.data.transforms.TopDownTransform.max_reduction`): the same augmentation draws and
     keypoints, pixels resampled from the DCT-scaled image (README, differences). Off: bit-identical
     to decoding every image whole.
+
+    ``decoded_cache``: each image decoded once, the first time a sample needs it, and read from the
+    cache afterwards (:mod:`clamp.data.decoded_cache`): bit-identical to the uncached path; with
+    ``reduced_decode``, at the reduction every crop of the image allows, so never fewer pixels than
+    ``reduced_decode`` alone gives a crop.
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class TopDownDataset(Dataset):
         center_jitter_prob: float = 0.3,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
         reduced_decode: bool = False,
+        decoded_cache: DecodedImageCache | None = None,
     ) -> None:
         if transform.spec.num_keypoints != data.spec.num_keypoints:
             raise ValueError(
@@ -104,6 +111,12 @@ class TopDownDataset(Dataset):
         # A stream distinct from the augmentation's (which is seeded with ``seed`` itself).
         jitter_rng = np.random.default_rng(None if seed is None else [seed, 1])
         self.centers, self.scales = self._crop_boxes(jitter_rng)
+        self.decoded_cache = decoded_cache
+        self.image_reductions: dict[int, int] = {}
+        if decoded_cache is not None and reduced_decode:
+            for inst, scale in zip(self.data.instances, self.scales):
+                smallest = transform.smallest_reduction(inst.keypoints, scale)
+                self.image_reductions[inst.image_id] = min(self.image_reductions.get(inst.image_id, 8), smallest)
         if seed is not None:
             transform.set_seed(seed)
 
@@ -132,11 +145,24 @@ class TopDownDataset(Dataset):
         inst: Instance = self.data.instances[index]
         path = self.data.image_path(inst.image_id)
         center, scale = self.centers[index], self.scales[index]
+        # The annotation's width is the decoded one (check_images compared them at setup).
+        width = self.data.images[inst.image_id].width
         try:
             if self.reduced_decode:
-                # The annotation's width is the decoded one (check_images compared them at setup).
-                plan = self.transform.plan(self.data.images[inst.image_id].width, inst.keypoints, center, scale, rng)
-                image, factor = read_image_rgb_reduced(path, self.max_image_pixels, self.transform.max_reduction(plan))
+                plan = self.transform.plan(width, inst.keypoints, center, scale, rng)
+                reduction = self.transform.max_reduction(plan)
+                if self.decoded_cache is not None:
+                    # The image's own reduction, which every crop of it allows (at most this crop's).
+                    reduction = self.image_reductions[inst.image_id]
+                    image, factor = self.decoded_cache.read(
+                        path, reduction, width, lambda: read_image_rgb_reduced(path, self.max_image_pixels, reduction)
+                    )
+                else:
+                    image, factor = read_image_rgb_reduced(path, self.max_image_pixels, reduction)
+            elif self.decoded_cache is not None:
+                image, _ = self.decoded_cache.read(
+                    path, 1, width, lambda: (read_image_rgb(path, self.max_image_pixels), 1)
+                )
             else:
                 image = read_image_rgb(path, self.max_image_pixels)
         except (ImageError, FileNotFoundError) as err:  # a file removed since setup is skipped too

@@ -142,13 +142,17 @@ def half_body_center_scale(
         chosen = upper
     if len(chosen) < 2:
         return None
-    center = chosen.mean(axis=0).astype(np.float32)
-    w, h = (chosen.max(axis=0) - chosen.min(axis=0)).astype(np.float64)
+    return chosen.mean(axis=0).astype(np.float32), _joints_scale(chosen, aspect_ratio, padding)
+
+
+def _joints_scale(joints: np.ndarray, aspect_ratio: float, padding: float = 1.5) -> np.ndarray:
+    """The half-body crop's size: the joints' extent made to ``aspect_ratio``, times ``padding``."""
+    w, h = (joints.max(axis=0) - joints.min(axis=0)).astype(np.float64)
     if w > aspect_ratio * h:
         h = w / aspect_ratio
     elif w < aspect_ratio * h:
         w = h * aspect_ratio
-    return center, np.array([w, h], dtype=np.float32) * padding
+    return np.array([w, h], dtype=np.float32) * padding
 
 
 @dataclass
@@ -348,7 +352,30 @@ class TopDownTransform:
     def max_reduction(self, plan: CropPlan) -> int:
         """The largest JPEG reduction (8, 4, 2 or 1) at which the crop still spans at least as many
         decoded pixels as the output has: decoding at that size loses nothing the warp would keep."""
-        source_pixels = min(float(plan.scale[0]) / self.input_size[0], float(plan.scale[1]) / self.input_size[1])
+        return self._reduction_for(plan.scale)
+
+    def smallest_reduction(self, keypoints: np.ndarray, scale: np.ndarray) -> int:
+        """The largest JPEG reduction that :meth:`max_reduction` allows for every crop :meth:`plan` can
+        draw for this instance (any flip, half-body choice and scale draw): an image decoded at it once
+        serves all of its training samples (``data.decoded_cache``)."""
+        scales = [np.asarray(scale, dtype=np.float32)]
+        labelled = keypoints[:, 2] > 0
+        if self.training and self.half_body_prob > 0 and np.count_nonzero(labelled) > self.half_body_min_keypoints:
+            is_upper = np.zeros(len(keypoints), dtype=bool)
+            is_upper[list(self.spec.upper_body_ids)] = True
+            # A flip mirrors the joints and swaps left and right ids: both sets' extents are checked.
+            for kpts in (keypoints, flip_keypoints(keypoints.astype(np.float32), 1, self.spec.flip_index)):
+                seen = kpts[:, 2] > 0
+                for joints in (kpts[seen & is_upper, :2], kpts[seen & ~is_upper, :2]):
+                    if len(joints) >= 2:
+                        scales.append(_joints_scale(joints, self.aspect_ratio))
+        smallest = np.min(np.stack(scales), axis=0)
+        if self.training:
+            smallest = smallest * np.float32(1.0 - self.scale_factor)
+        return self._reduction_for(smallest)
+
+    def _reduction_for(self, scale: np.ndarray) -> int:
+        source_pixels = min(float(scale[0]) / self.input_size[0], float(scale[1]) / self.input_size[1])
         return next((factor for factor in JPEG_REDUCTIONS if source_pixels >= factor), 1)
 
     def apply(

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from clamp.codec import HeatmapCodec
 from clamp.data.coco import CocoKeypoints, load_coco_keypoints
 from clamp.data.dataset import EpochSampler, TopDownDataset, check_images, collate_samples
+from clamp.data.decoded_cache import DecodedImageCache
 from clamp.data.splits import SPLIT_MODES, SplitError, SplitManifest, apply_split, build_split
 from clamp.data.transforms import TopDownTransform, normalize_uint8_images
 from clamp.errors import ClampError, MissingFileError, did_you_mean
@@ -86,6 +87,7 @@ class PoseDataModule(L.LightningDataModule):
         max_bad_fraction: float = 0.01,
         reduced_decode: bool = False,
         uint8_images: bool = False,
+        decoded_cache: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -195,6 +197,9 @@ class PoseDataModule(L.LightningDataModule):
             max_image_pixels=self.hparams.max_image_pixels,
             # Evaluation always decodes whole images: the protocol's pixels, whatever training used.
             reduced_decode=training and self.hparams.reduced_decode,
+            decoded_cache=DecodedImageCache(self.hparams.decoded_cache)
+            if training and self.hparams.decoded_cache
+            else None,
         )
 
     def ground_truth(self, stage: str) -> dict[str, Any]:
