@@ -437,3 +437,15 @@ def test_a_coco_format_set_of_your_own_joins_the_datasets_from_the_command_line_
                                      coarse_size=COARSE)  # fmt: skip
     datamodule.setup("validate")
     assert datamodule.member_specs() == [("mine", AP10K)] and len(datamodule.datasets["val"][0]) == 2
+
+
+def test_every_data_setting_a_member_module_takes_is_given_to_each_member(fixtures_dir, tmp_path):
+    import inspect
+
+    from clamp.lightning.multi import SHARED_KEYS
+
+    assert {"reduced_decode", "uint8_images", "decoded_cache", "batch_size"} <= set(SHARED_KEYS)
+    assert set(SHARED_KEYS) <= set(inspect.signature(MultiPoseDataModule.__init__).parameters)
+    datamodule = multi_datamodule(fixtures_dir, decoded_cache=str(tmp_path / "cache"), reduced_decode=True)
+    for member in datamodule.members.values():
+        assert member.hparams.decoded_cache == str(tmp_path / "cache") and member.hparams.reduced_decode

@@ -15,6 +15,7 @@ batch size, workers, targets and augmentation are those of the one training set,
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -99,33 +100,24 @@ def check_member_files(data: Mapping[str, Any]) -> None:
             )
 
 
+#: What a member has of its own (``data.datasets.<name>`` and its manifest); every other argument of
+#: :class:`PoseDataModule` is given to all members alike and must be one of MultiPoseDataModule's too.
+_OWN_ARGUMENTS = ("self", "keypoints", "root", "splits", "generate", "manifest_path")
+SHARED_KEYS = tuple(
+    name for name in inspect.signature(PoseDataModule.__init__).parameters if name not in _OWN_ARGUMENTS
+)
+
+
 def _member_module(member: Mapping[str, Any], manifest_path: str | None, shared: Mapping[str, Any]) -> PoseDataModule:
     # Built outside MultiPoseDataModule.__init__: Lightning's save_hyperparameters reads the arguments of
     # every enclosing data-module __init__ frame, and would store the union's root and generate as the member's.
-    shared_keys = (
-        "split",
-        "input_size",
-        "heatmap_size",
-        "coarse_size",
-        "batch_size",
-        "num_workers",
-        "sigma",
-        "coarse_target",
-        "augmentation",
-        "seed",
-        "eval_batch_size",
-        "max_image_pixels",
-        "max_bad_fraction",
-        "reduced_decode",
-        "uint8_images",
-    )
     return PoseDataModule(
         keypoints=member["keypoints"],
         root=member["root"],
         splits=member["splits"],
         generate=member["generate"],
         manifest_path=manifest_path,
-        **{key: shared[key] for key in shared_keys},
+        **{key: shared[key] for key in SHARED_KEYS},
     )
 
 
@@ -162,6 +154,7 @@ class MultiPoseDataModule(L.LightningDataModule):
         max_bad_fraction: float = 0.01,
         reduced_decode: bool = False,
         uint8_images: bool = False,
+        decoded_cache: str | None = None,
         splits: Any = None,
     ) -> None:
         super().__init__()
