@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import csv
 import gc
 import importlib.util
 import json
@@ -62,12 +61,6 @@ STEP_MODES = {  # mode: (bf16, channels_last, compile)
     "bf16+compile": (True, True, True),
 }
 SECTIONS = ("parity", "steps", "vitl14", "train", "compile")
-#: The input pipelines of the train section: name -> extra overrides of ``python -m clamp.train``.
-PIPELINES: dict[str, list[str]] = {
-    "exact": [],
-    "reduced": ["data.reduced_decode=true"],
-    "reduced_uint8": ["data.reduced_decode=true", "data.uint8_images=true"],
-}
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
@@ -320,21 +313,22 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def generate(out: Path, settings: dict[str, Any], image_size: int, num_train: int, num_val: int, num_test: int):
+def generate(
+    out: Path,
+    settings: dict[str, Any],
+    image_size: int,
+    num_train: int,
+    num_val: int,
+    num_test: int,
+    dataset: str = "ap10k",
+    seed: int = 0,
+) -> list[str]:
+    """The ``python -m clamp.synthetic`` command that writes a synthetic set into ``out``."""
     return python_module(
         "clamp.synthetic",
-        "--out",
-        str(out),
-        "--num-train",
-        str(num_train),
-        "--num-val",
-        str(num_val),
-        "--num-test",
-        str(num_test),
-        "--image-size",
-        str(image_size),
-        "--workers",
-        str(settings["generate_workers"]),
+        *("--out", str(out), "--dataset", dataset, "--seed", str(seed)),
+        *("--num-train", str(num_train), "--num-val", str(num_val), "--num-test", str(num_test)),
+        *("--image-size", str(image_size), "--workers", str(settings["generate_workers"])),
     )
 
 
@@ -398,19 +392,15 @@ def parity_section(device: torch.device, ckpt: Path, work: Path, settings: dict[
             return {"skipped": f"the data of {ckpt} is not at {data_root} and is not synthetic (cannot be redrawn)"}
         # The checkpoint's own synthetic set, drawn again (it is deterministic): its test split is scored.
         data_root = work / "parity_data"
-        command = python_module(
-            "clamp.synthetic",
-            *(
-                "--out",
-                str(data_root),
-                "--dataset",
-                str(gen.get("dataset", "ap10k")),
-                "--seed",
-                str(gen.get("seed", 0)),
-            ),
-            *("--num-train", str(gen["num_train"]), "--num-val", str(gen["num_val"])),
-            *("--num-test", str(gen.get("num_test", gen["num_val"])), "--image-size", str(gen.get("image_size", 256))),
-            *("--workers", str(settings["generate_workers"])),
+        command = generate(
+            data_root,
+            settings,
+            image_size=int(gen.get("image_size", 256)),
+            num_train=int(gen["num_train"]),
+            num_val=int(gen["num_val"]),
+            num_test=int(gen.get("num_test", gen["num_val"])),
+            dataset=str(gen.get("dataset", "ap10k")),
+            seed=int(gen.get("seed", 0)),
         )
         result["commands"].append(run_command(command, work / "parity_generate.log", 300))
         if result["commands"][-1]["exit"] != 0:
@@ -463,13 +453,12 @@ def parity_section(device: torch.device, ckpt: Path, work: Path, settings: dict[
 
 
 # ---- the input pipelines, sample by sample on one core ---------------------------------------------
-def pipeline_section(data_root: Path, settings: dict[str, Any]) -> dict[str, Any]:
+def pipeline_section(data_root: Path, settings: dict[str, Any], cache_root: Path) -> dict[str, Any]:
     """CPU milliseconds per training sample (paper augmentation, CLAMP RN50 geometry) of each input
     pipeline on this machine's cores, one thread, and each fast path's pixels against the exact ones."""
     from clamp.codec import HeatmapCodec
     from clamp.data.coco import load_coco_keypoints
-    from clamp.data.dataset import TopDownDataset
-    from clamp.data.transforms import TopDownTransform, normalize_uint8_images
+    from clamp.data.transforms import normalize_uint8_images
     from clamp.synthetic.datasets import annotation_path
 
     torch.set_num_threads(1)
@@ -479,19 +468,14 @@ def pipeline_section(data_root: Path, settings: dict[str, Any]) -> dict[str, Any
     count = min(len(data.instances), settings["pipeline_samples"])
     out: dict[str, Any] = {"samples": count, "image_size": settings["train_image_size"], "pipelines": {}}
     samples = {}
-    for name, (reduced, uint8) in {
-        "exact": (False, False),
-        "reduced": (True, False),
-        "reduced_uint8": (True, True),
-    }.items():
-        transform = TopDownTransform(data.spec, input_size=(size, size), training=True, uint8_output=uint8)
-        dataset = TopDownDataset(data, transform, codec, seed=0, reduced_decode=reduced)
+    for name in bench.PIPELINES:
+        dataset = bench.pipeline_dataset(data, codec, name, cache_root, (size, size))
         times = []
-        for epoch in range(3):
+        for epoch in range(4):  # the first pass fills a decoded cache: not timed
             start = time.process_time()
             batch = [dataset[(epoch, i)] for i in range(count)]
             times.append((time.process_time() - start) / count)
-        samples[name] = batch
+        samples[name], times = batch, times[1:]
         out["pipelines"][name] = {"ms_per_sample": statistics.median(times) * 1e3, "reps_ms": [t * 1e3 for t in times]}
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1) * 255
     for name, batch in samples.items():
@@ -510,17 +494,6 @@ def pipeline_section(data_root: Path, settings: dict[str, Any]) -> dict[str, Any
 
 
 # ---- the real training command --------------------------------------------------------------------
-def _epoch_throughput(run_dir: Path) -> list[float]:
-    """``train/samples_per_s`` of each epoch, from the CSV logger's metrics.csv."""
-    values = []
-    for path in sorted(run_dir.glob("csv/*/metrics.csv")):
-        with open(path) as file:
-            for row in csv.DictReader(file):
-                if row.get("train/samples_per_s"):
-                    values.append(float(row["train/samples_per_s"]))
-    return values
-
-
 def train_section(
     device: torch.device,
     work: Path,
@@ -563,7 +536,7 @@ def train_section(
             work / f"train_{name}.log",
             seconds + 240,
         )
-        epochs = _epoch_throughput(run_dir)
+        epochs = bench.epoch_samples_per_s(run_dir)
         # The first epochs hold worker start-up and cuDNN's autotuning: the steady state is after them.
         steady = epochs[2:] if len(epochs) > 4 else epochs[1:] or epochs
         result.update(
@@ -761,8 +734,8 @@ def run(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
     elif generator.wait() != 0:
         report["skipped_sections"]["train"] = f"generating the training set failed (see {work}/train_generate.log)"
     else:
-        report["pipeline"] = timed("pipeline", lambda: pipeline_section(data_root, settings))
-        pipelines = {name: PIPELINES[name] for name in args.pipelines}
+        report["pipeline"] = timed("pipeline", lambda: pipeline_section(data_root, settings, work / "decoded"))
+        pipelines = {name: bench.pipeline_overrides(name, work / "decoded_train") for name in args.pipelines}
         report["train"] = train = timed(
             "train",
             lambda: train_section(
@@ -799,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt", default=None, help="parity checkpoint (default: train the demo recipe briefly)")
     parser.add_argument("--budget-s", type=float, default=420.0, help="skip sections that would end later")
     parser.add_argument("--train-seconds", type=float, default=75.0, help="length of each real training run")
-    parser.add_argument("--pipelines", nargs="+", default=list(PIPELINES), choices=list(PIPELINES))
+    parser.add_argument("--pipelines", nargs="+", default=list(bench.PIPELINES), choices=list(bench.PIPELINES))
     parser.add_argument("--compile", action="store_true", help="also the compile section on a CPU")
     parser.add_argument(
         "--sections",
