@@ -59,7 +59,7 @@ def test_cached_samples_equal_the_uncached_ones_bit_for_bit_and_later_epochs_dec
     exact = _samples(_dataset(root))
     cached = _dataset(root, tmp_path / "cache")
     assert _same(_samples(cached, (0,)), exact[: len(cached)])  # the first epoch fills the cache
-    assert len(list((tmp_path / "cache").rglob("*.npy"))) == len(cached.data.images)
+    assert len(list((tmp_path / "cache").rglob("*.rgb"))) == len(cached.data.images)
     _no_decoding(monkeypatch)
     assert _same(_samples(cached, (1,)), exact[len(cached) :])
     assert _same(_samples(_dataset(root, tmp_path / "cache"), (1,)), exact[len(cached) :])  # a new process
@@ -102,19 +102,21 @@ def test_reduced_and_cached_samples_keep_the_geometry_and_are_at_least_as_close_
 def test_a_damaged_entry_is_decoded_again_and_rewritten(root, tmp_path) -> None:
     exact = _samples(_dataset(root), (0,))
     _samples(_dataset(root, tmp_path / "cache"), (0,))
-    entries = sorted((tmp_path / "cache").rglob("*.npy"))
+    entries = sorted((tmp_path / "cache").rglob("*.rgb"))
     entries[0].write_bytes(entries[0].read_bytes()[:200])  # truncated
     entries[1].write_bytes(b"not an array")
     assert _same(_samples(_dataset(root, tmp_path / "cache"), (0,)), exact)
-    assert all(np.load(entry).shape[2] == 3 for entry in entries[:2])
+    height, width = np.frombuffer(entries[0].read_bytes()[8:16], dtype="<u4")  # the documented layout
+    assert entries[0].read_bytes()[:8] == b"CLAMPRGB" and entries[0].stat().st_size == 16 + height * width * 3
+    assert entries[1].stat().st_size == entries[0].stat().st_size or entries[1].read_bytes()[:8] == b"CLAMPRGB"
 
 
-def test_an_edited_image_gets_a_new_entry(root, tmp_path) -> None:
+def test_an_image_edited_before_a_run_gets_a_new_entry(root, tmp_path) -> None:
     dataset = _dataset(root, tmp_path / "cache")
     path = dataset.data.image_path(dataset.data.instances[0].image_id)
     before = dataset.decoded_cache.entry(path, 1)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
-    assert dataset.decoded_cache.entry(path, 1) != before
+    assert DecodedImageCache(tmp_path / "cache").entry(path, 1) != before
 
 
 def test_an_unwritable_cache_folder_decodes_as_without_it_and_says_so_once(root, tmp_path, caplog) -> None:
@@ -130,5 +132,5 @@ def test_an_unwritable_cache_folder_decodes_as_without_it_and_says_so_once(root,
 def test_cache_files_get_the_users_umask_and_no_temporary_file_is_left(root, tmp_path) -> None:
     _samples(_dataset(root, tmp_path / "cache"), (0,))
     files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
-    assert files and all(p.suffix == ".npy" and not p.name.startswith(".") for p in files)
+    assert files and all(p.suffix == ".rgb" and not p.name.startswith(".") for p in files)
     assert {p.stat().st_mode & 0o777 for p in files} == {new_file_mode()}

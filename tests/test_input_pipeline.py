@@ -172,4 +172,4 @@ def test_training_with_a_decoded_cache_gives_the_losses_of_training_without_it(
 ) -> None:
     cache = tmp_path / "cache"
     assert _train(synthetic_root, tmp_path / "run", f"data.decoded_cache={cache}") == plain_losses
-    assert any(cache.rglob("*.npy"))
+    assert any(cache.rglob("*.rgb"))

@@ -2,9 +2,12 @@
 
 Decoding a 1024-px JPEG is most of a training sample's CPU time, and with DCT scaling it still costs
 about half of it (entropy decoding reads the whole file at every scale, README: the input pipeline).
-The cache decodes each training image the first time a sample needs it and writes the pixels as an
-uncompressed ``.npy`` array, which later epochs memory-map: the warp then reads only the rows its
-crop touches, from the page cache or the disk.
+The cache decodes each training image the first time a sample needs it and writes the pixels
+uncompressed, which later epochs memory-map: the warp then reads only the rows its crop touches, from
+the page cache or the disk. An entry (``.rgb``) is a 16-byte header, ``CLAMPRGB`` and the height and
+width as little-endian uint32, then the ``(H, W, 3)`` uint8 RGB rows (``numpy.fromfile(path,
+np.uint8, offset=16).reshape(h, w, 3)`` reads one); a header parsed per sample, as ``.npy``'s is,
+would cost more than the rest of the read.
 
 What is stored, per image:
 
@@ -15,19 +18,22 @@ What is stored, per image:
   (:meth:`~clamp.data.transforms.TopDownTransform.smallest_reduction`, over all of the image's
   instances), so a sample never gets fewer pixels than the reduced path would give it.
 
-A file is named after the image's absolute path, size, modification time and reduction: an edited or
-replaced image gets a new entry (the old one is left behind; delete the folder to reclaim it). Files
-are written whole under a temporary name and renamed, so concurrent DataLoader workers and DDP ranks
-may fill the same folder. A damaged entry is decoded again and rewritten; a folder that cannot be
-written (read-only, full) costs speed, not correctness: the image is decoded as without the cache,
-and the first such failure in each process is logged once with the reason.
+A file is named after the image's absolute path, size, modification time (read once per process)
+and reduction: an image edited or replaced before a run gets a new entry (the old one is left behind;
+delete the folder to reclaim it). Files are written whole under a temporary name and renamed, so
+concurrent DataLoader workers and DDP ranks may fill the same folder. A damaged entry is decoded again
+and rewritten; a folder that cannot be written (read-only, full) costs speed, not correctness: the
+image is decoded as without the cache, and the first such failure in each process is logged once with
+the reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
+import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +45,9 @@ from clamp.files import give_default_mode
 logger = logging.getLogger(__name__)
 
 #: Bumped when the stored form changes, so that old entries are never read as new ones.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+_MAGIC = b"CLAMPRGB"
+_HEADER = struct.Struct("<8sII")  # magic, height, width
 
 
 class DecodedImageCache:
@@ -48,13 +56,17 @@ class DecodedImageCache:
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder).expanduser()
         self._write_failed = False
+        self._entries: dict[tuple[Path, int], Path] = {}
 
     def entry(self, source: Path, reduction: int) -> Path:
         """The cache file for ``source`` decoded at 1/``reduction``: named after what makes it valid."""
-        stat = source.stat()
-        key = f"{CACHE_VERSION}\0{source.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{reduction}"
-        digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()
-        return self.folder / digest[:2] / f"{digest}.npy"
+        known = self._entries.get((source, reduction))
+        if known is None:
+            stat = source.stat()
+            key = f"{CACHE_VERSION}\0{source.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{reduction}"
+            digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()
+            known = self._entries[(source, reduction)] = self.folder / digest[:2] / f"{digest}.rgb"
+        return known
 
     def read(
         self, source: Path, reduction: int, full_width: int, decode: Callable[[], tuple[np.ndarray, int]]
@@ -66,11 +78,8 @@ class DecodedImageCache:
         1/``reduction`` decode (libjpeg rounds up); anything else is a damaged entry and decoded again.
         """
         entry = self.entry(source, reduction)
-        try:
-            pixels = np.load(entry, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError):  # missing, or damaged (a killed writer cannot leave one)
-            pixels = None
-        if pixels is not None and pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
+        pixels = _map(entry)
+        if pixels is not None:
             if pixels.shape[1] == full_width:
                 return pixels, 1
             if pixels.shape[1] == -(-full_width // reduction):
@@ -85,7 +94,8 @@ class DecodedImageCache:
             handle, temporary = tempfile.mkstemp(dir=entry.parent, prefix=".", suffix=".tmp")
             try:
                 with os.fdopen(handle, "wb") as file:
-                    np.save(file, np.ascontiguousarray(image), allow_pickle=False)
+                    file.write(_HEADER.pack(_MAGIC, image.shape[0], image.shape[1]))
+                    file.write(np.ascontiguousarray(image, dtype=np.uint8).data)
                 give_default_mode(temporary)
                 os.replace(temporary, entry)
             except BaseException:
@@ -99,3 +109,18 @@ class DecodedImageCache:
                     self.folder,
                     err,
                 )
+
+
+def _map(entry: Path) -> np.ndarray | None:
+    """An entry's pixels, memory-mapped read-only; None when it is missing or damaged."""
+    try:
+        with open(entry, "rb") as file:
+            mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # missing, or empty (a killed writer cannot leave one; a disk can)
+        return None
+    if len(mapped) < _HEADER.size:
+        return None
+    magic, height, width = _HEADER.unpack_from(mapped)
+    if magic != _MAGIC or len(mapped) != _HEADER.size + height * width * 3:
+        return None
+    return np.frombuffer(mapped, dtype=np.uint8, offset=_HEADER.size).reshape(height, width, 3)
