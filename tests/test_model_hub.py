@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from huggingface_hub import errors
 from hydra import compose, initialize_config_dir
 
 import clamp
@@ -156,6 +157,19 @@ def test_create_model_from_the_hub_refuses_arguments_its_recipe_does_not_have(hu
     clamp.create_model(name, pretrained=f"hf-hub:{REPO}", keypoints="ap10k")  # as its recipe has it
 
 
+def test_the_cache_folder_follows_the_environment_at_call_time_as_huggingface_hub_reads_it(tmp_path, monkeypatch):
+    from clamp.model_hub import hub_cache_dir
+
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "at-import"))
+    assert hub_cache_dir() == str(tmp_path / "at-import")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    assert hub_cache_dir() == str(tmp_path / "home" / "hub")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    assert hub_cache_dir() == str(tmp_path / "cache")
+
+
 def test_a_hub_model_missing_from_the_cache_offline_is_one_line_at_once(hub_cache):
     start = time.monotonic()
     with pytest.raises(HubModelError) as info:
@@ -181,6 +195,42 @@ def test_without_the_offline_flag_an_unreachable_hub_falls_back_to_the_cache_at_
     with pytest.raises(HubModelError, match=r"^hf-hub:lab/absent: clamp_model.json .* cannot be reached"):
         Predictor.from_pretrained("hf-hub:lab/absent")
     assert time.monotonic() - start < 2
+
+
+def hub_answer(kind: type[Exception]) -> Exception:
+    """The error huggingface_hub raises for a Hub answer of that kind (a 404 or 403 response)."""
+    import httpx
+
+    status = 403 if kind is errors.GatedRepoError else 404
+    return kind("answer", response=httpx.Response(status, request=httpx.Request("HEAD", "https://huggingface.co")))
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("RepositoryNotFoundError", "no such repository on the Hub (or it is private); check the name"),
+        ("GatedRepoError", "the repository is gated; accept its terms"),
+        ("RevisionNotFoundError", "it has no revision 'v9'; name an existing branch, tag or commit"),
+        ("RemoteEntryNotFoundError", "it has no clamp_model.json; a CLAMP Hub model is the folder"),
+    ],
+)
+def test_what_the_hub_answers_is_one_line_naming_the_repository(hub_cache, monkeypatch, kind, words):
+    import huggingface_hub
+
+    from clamp.models import hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "network_reachable", lambda url: True)
+
+    def answer(repo_id, filename, **kwargs):
+        assert not kwargs["local_files_only"], "online, the Hub is asked"
+        raise hub_answer(getattr(errors, kind))
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", answer)
+    with pytest.raises(HubModelError) as info:
+        Predictor.from_pretrained("hf-hub:lab/x@v9")
+    assert str(info.value).startswith(f"hf-hub:lab/x@v9: {words}") and "\n" not in str(info.value)
 
 
 def test_a_repo_without_the_weights_or_with_a_bad_recipe_is_named_with_the_file(hub_folder, hub_cache):

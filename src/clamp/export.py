@@ -90,7 +90,7 @@ def _write_card(cfg: DictConfig, out: Path, model, record, license: str | None, 
     if run.command is None:
         print("  no training command in the card: the run folder has no .hydra/overrides.yaml")
     if license is None:
-        print("  licence not specified (license=ID sets it): the weights' terms follow from their data and CLIP")
+        print("  no licence in the card (license=ID sets it): the weights' terms depend on their data and CLIP weights")
     print(f"  upload: hf upload {repo} {out}   load: clamp.Predictor.from_pretrained('{HUB_PREFIX}{repo}')")
     return out
 

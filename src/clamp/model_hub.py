@@ -39,6 +39,7 @@ PIPELINE_TAG = "keypoint-detection"
 #: CLIP weights, which the checkpoint does not record.
 UNSPECIFIED_LICENSE = "other"
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+_OFFLINE_FLAG = "HF_HUB_OFFLINE is set"
 _LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 #: Hub dataset names and readable names of the registered keypoint sets' datasets.
 _DATASETS = {"ap10k": ("ap10k", "AP-10K"), "animalpose": ("animal-pose", "Animal-Pose"), "coco": ("coco", "COCO")}
@@ -96,7 +97,7 @@ def hub_export_files(source: str) -> tuple[Path, Path]:
 
     model = parse_hub_id(source)
     if offline_mode():
-        offline = "HF_HUB_OFFLINE is set"
+        offline = _OFFLINE_FLAG
     elif not network_reachable(hf_constants.ENDPOINT):
         offline = f"{hf_constants.ENDPOINT} cannot be reached"
     else:
@@ -129,7 +130,7 @@ def _fetch(model: HubModel, filename: str, offline: str | None) -> Path:
         fix = (
             f"fetch it on a connected machine (hf download {model.repo_id} {EXPORT_RECORD} {EXPORT_WEIGHTS}"
             f"{f' --revision {model.revision}' if model.revision else ''}) and copy the cache here "
-            "(HF_HUB_CACHE or HF_HOME point at it), or unset HF_HUB_OFFLINE"
+            "(HF_HUB_CACHE or HF_HOME point at it)" + (", or unset HF_HUB_OFFLINE" if offline == _OFFLINE_FLAG else "")
         )
     except GatedRepoError:
         problem, fix = "the repository is gated", "accept its terms on the Hub and log in (hf auth login)"

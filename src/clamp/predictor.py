@@ -1,5 +1,5 @@
-"""Inference on your own images, from a checkpoint, an exported model folder or an ONNX file, without
-Lightning or Hydra.
+"""Inference on your own images, from a checkpoint, an exported model (a folder, or ``hf-hub:ORG/NAME`` on
+the Hugging Face Hub) or an ONNX file, without Lightning or Hydra.
 
 ::
 
@@ -643,8 +643,6 @@ def read_export(source: str | os.PathLike) -> Export:
     record_path, weights_path = hub_export_files(str(source))
     try:
         return _read_export_files(record_path, weights_path, f"{source} {EXPORT_WEIGHTS}")
-    except HubModelError:
-        raise
     except ClampError as err:
         raise HubModelError(f"{source}: {err}") from None
 

@@ -27,7 +27,7 @@ from open_clip.transformer import QuickGELU
 
 from clamp.errors import ClampError, did_you_mean
 from clamp.keypoints import KeypointSpec, get_keypoint_spec
-from clamp.model_hub import is_hub_id
+from clamp.model_hub import HubModelError, is_hub_id
 from clamp.models.clip_backbone import (
     CONV_FAMILIES,
     backbone_family,
@@ -280,7 +280,6 @@ def _from_hub(
 ) -> PoseModel:
     """``create_model(name, pretrained="hf-hub:...")``: the Hub model, if the arguments fit its recipe."""
     from clamp.checkpoint import build_model
-    from clamp.model_hub import HubModelError
     from clamp.predictor import read_export
 
     export = read_export(source)
