@@ -121,6 +121,14 @@ CASES: dict[str, list[Case]] = {
             "animalpose",
         ),
     ],
+    "an `hf-hub:` model that is not in the local Hub cache": [
+        (
+            "hub_offline",
+            lambda f: ["-m", "clamp.predict", "ckpt=hf-hub:lab/absent", photo(f), f"hydra.run.dir={f.tmp / 'p'}"],
+            {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "{tmp}/hub-cache"},
+            "hf-hub:lab/absent: clamp_model.json is not in the local Hub cache",
+        ),
+    ],
     "a checkpoint that needs code to unpickle": [
         (
             "payload",

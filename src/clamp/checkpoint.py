@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 RECORD_KEY = "clamp"
 FORMAT_VERSION = 1
+#: The files of an exported model (``python -m clamp.export``): the weights and the record as JSON.
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_RECORD = "clamp_model.json"
 _HOW_TO_GET_ONE = (
     "CLAMP checkpoints are written by `python -m clamp.train` (checkpoints/last.ckpt, "
     "best-*.ckpt); shareable weights are exported with `python -m clamp.export`"

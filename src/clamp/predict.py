@@ -1,7 +1,8 @@
 """Keypoints for your own images and videos: ``python -m clamp.predict ckpt=PATH input=photos/``.
 
-``ckpt`` is a training checkpoint (``.ckpt``), an exported model folder (``python -m clamp.export``)
-or an ONNX file (``format=onnx``; run with onnxruntime, ``backend=onnx``, chosen by the suffix).
+``ckpt`` is a training checkpoint (``.ckpt``), an exported model folder (``python -m clamp.export``),
+a Hub model ``hf-hub:ORG/NAME`` (:mod:`clamp.model_hub`) or an ONNX file (``format=onnx``; run with
+onnxruntime, ``backend=onnx``, chosen by the suffix).
 ``input`` is an image, a video (.mp4, .avi, .mov, .mkv, .webm, ...) or a folder of them
 (``recursive=true`` for sub-folders). An animated image (GIF, WebP, PNG) or a multi-page TIFF is
 predicted on its first frame, with a note in its entry, given alone or found in a folder. Each image
@@ -386,12 +387,14 @@ class _Task:
 # ---- the command ----------------------------------------------------------------------------
 def load_predictor(cfg: DictConfig):
     """The :class:`~clamp.predictor.Predictor` of ``ckpt`` for ``backend`` (auto: ONNX for a .onnx file)."""
+    from clamp.model_hub import is_hub_id
     from clamp.predictor import Predictor
 
     ckpt = Path(cfg.ckpt)
     backend = str(cfg.backend)
     if backend not in BACKENDS:
         raise ClampError(f"backend={backend!r}{did_you_mean(backend, BACKENDS)}: choose one of {list(BACKENDS)}")
+    hub = is_hub_id(str(cfg.ckpt))
     is_onnx_file = ckpt.suffix.lower() == ".onnx"
     if backend == "auto":
         backend = "onnx" if is_onnx_file else "torch"
@@ -403,7 +406,7 @@ def load_predictor(cfg: DictConfig):
         "max_image_pixels": cfg.max_image_pixels,
     }
     if backend == "onnx":
-        if ckpt.is_dir() or ckpt.suffix.lower() == ".ckpt":
+        if hub or ckpt.is_dir() or ckpt.suffix.lower() == ".ckpt":
             raise ClampError(
                 f"backend=onnx runs an .onnx file, not {ckpt}; write one with `python -m clamp.export "
                 f"ckpt={ckpt} format=onnx out=model.onnx` (or use backend=torch)"
@@ -411,8 +414,8 @@ def load_predictor(cfg: DictConfig):
         return Predictor.from_onnx(ckpt, device=cfg.device, **options)
     if is_onnx_file:
         raise ClampError(f"ckpt={ckpt} is an ONNX file: run it with backend=onnx (or backend=auto)")
-    if ckpt.is_dir():
-        return Predictor.from_pretrained(ckpt, device=cfg.device, **options)
+    if hub or ckpt.is_dir():
+        return Predictor.from_pretrained(str(cfg.ckpt) if hub else ckpt, device=cfg.device, **options)
     return Predictor.from_checkpoint(ckpt, device=cfg.device, **options)
 
 

@@ -1,5 +1,5 @@
-"""Inference on your own images, from a checkpoint, an exported model folder or an ONNX file, without
-Lightning or Hydra.
+"""Inference on your own images, from a checkpoint, an exported model (a folder, or ``hf-hub:ORG/NAME`` on
+the Hugging Face Hub) or an ONNX file, without Lightning or Hydra.
 
 ::
 
@@ -44,6 +44,8 @@ import numpy as np
 import torch
 
 from clamp.checkpoint import (
+    EXPORT_RECORD,
+    EXPORT_WEIGHTS,
     FORMAT_VERSION,
     CheckpointError,
     build_model,
@@ -62,10 +64,6 @@ from clamp.keypoints import KeypointSpec
 
 if TYPE_CHECKING:
     from clamp.onnx_export import OnnxPoseModel
-
-#: Files of an exported model folder (``python -m clamp.export format=safetensors``).
-EXPORT_WEIGHTS = "model.safetensors"
-EXPORT_RECORD = "clamp_model.json"
 
 ImageInput = str | os.PathLike | np.ndarray
 Box = Sequence[float]
@@ -253,27 +251,14 @@ class Predictor:
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | os.PathLike, device: str | torch.device | None = None, flip_test: bool = True, **kwargs: Any
+        cls, source: str | os.PathLike, device: str | torch.device | None = None, flip_test: bool = True, **kwargs: Any
     ) -> Predictor:
-        """A predictor for an exported model folder: ``model.safetensors`` + ``clamp_model.json``."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        record = read_json(folder / EXPORT_RECORD, "exported model record", max_bytes=16 << 20)
-        if not isinstance(record, dict) or record.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(f"{folder / EXPORT_RECORD} is not a CLAMP model record (format {FORMAT_VERSION})")
-        record = checkpoint_record({"clamp": record}, folder / EXPORT_RECORD)
-        _check_preprocessing(record, folder)
-        weights_path = folder / EXPORT_WEIGHTS
-        if not weights_path.is_file():
-            raise CheckpointError(f"exported model folder {folder} has no {EXPORT_WEIGHTS}")
-        try:
-            weights = load_file(str(weights_path), device="cpu")
-        except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"cannot read {weights_path}: {err}") from None
-        model = build_model(record, weights, weights_path)
-        return cls(model, provenance=record["provenance"], device=device, flip_test=flip_test, **kwargs)
+        """A predictor for an exported model: a folder (``model.safetensors`` + ``clamp_model.json``), or
+        ``"hf-hub:ORG/NAME"`` (``@REVISION`` optional), those two files of a Hugging Face Hub repository
+        (:mod:`clamp.model_hub`: nothing else of it is fetched; offline from the cache with ``HF_HUB_OFFLINE=1``)."""
+        export = read_export(source)
+        model = build_model(export.record, export.weights, export.weights_source)
+        return cls(model, provenance=export.record["provenance"], device=device, flip_test=flip_test, **kwargs)
 
     @classmethod
     def from_onnx(
@@ -634,6 +619,50 @@ def _check_preprocessing(record: Mapping[str, Any], source: Any) -> None:
             f"{source}: preprocessing {different} is not the one this clamp version applies "
             f"({expected}); use the clamp version that wrote it"
         )
+
+
+class Export(NamedTuple):
+    """An exported model's checked record, its weights, and how messages name the weights."""
+
+    record: dict[str, Any]
+    weights: dict[str, torch.Tensor]
+    weights_source: str
+
+
+def read_export(source: str | os.PathLike) -> Export:
+    """Read and check an exported model: a folder, or ``"hf-hub:ORG/NAME[@REVISION]"`` (:mod:`clamp.model_hub`).
+
+    The record must be a CLAMP model record of this format with this version's preprocessing; a Hub
+    model's errors name the repository and the file.
+    """
+    from clamp.model_hub import HubModelError, hub_export_files, is_hub_id
+
+    if not is_hub_id(source):
+        folder = Path(source)
+        return _read_export_files(folder / EXPORT_RECORD, folder / EXPORT_WEIGHTS, str(folder / EXPORT_WEIGHTS))
+    record_path, weights_path = hub_export_files(str(source))
+    try:
+        return _read_export_files(record_path, weights_path, f"{source} {EXPORT_WEIGHTS}")
+    except ClampError as err:
+        raise HubModelError(f"{source}: {err}") from None
+
+
+def _read_export_files(record_path: Path, weights_path: Path, weights_source: str) -> Export:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    record = read_json(record_path, "exported model record", max_bytes=16 << 20)
+    if not isinstance(record, dict) or record.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{record_path} is not a CLAMP model record (format {FORMAT_VERSION})")
+    record = checkpoint_record({"clamp": record}, record_path)
+    _check_preprocessing(record, record_path)
+    if not weights_path.is_file():
+        raise CheckpointError(f"exported model folder {weights_path.parent} has no {EXPORT_WEIGHTS}")
+    try:
+        weights = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read {weights_path}: {err}") from None
+    return Export(record, weights, weights_source)
 
 
 def write_export(folder: str | os.PathLike, model: torch.nn.Module, record: Mapping[str, Any]) -> Path:

@@ -27,6 +27,7 @@ from open_clip.transformer import QuickGELU
 
 from clamp.errors import ClampError, did_you_mean
 from clamp.keypoints import KeypointSpec, get_keypoint_spec
+from clamp.model_hub import HubModelError, is_hub_id
 from clamp.models.clip_backbone import (
     CONV_FAMILIES,
     backbone_family,
@@ -165,10 +166,13 @@ def _heatmap_size(cfg: ModelConfig, input_size: int) -> int:
     return int(size)
 
 
+DEFAULT_KEYPOINTS = "ap10k"
+
+
 def create_model(
     name: str,
     pretrained: str | None = None,
-    keypoints: str | KeypointSpec | Mapping[str, Any] = "ap10k",
+    keypoints: str | KeypointSpec | Mapping[str, Any] | None = None,
     *,
     backbone: str | None = None,
     **overrides: Any,
@@ -180,8 +184,13 @@ def create_model(
             or ``"<kind>_openclip:<ARCH>"`` (what ``backbone=openclip`` composes in Hydra).
         pretrained: backbone weights: ``None`` (random), an open_clip tag (``"openai"``) or a CLIP weight
             file for CLIP backbones; ``"imagenet"`` or a torchvision state-dict file for the ImageNet
-            ResNet-50. CLIP weights fill both the image and the (frozen) text tower.
-        keypoints: a registered :class:`KeypointSpec` name, a spec, or its dict form.
+            ResNet-50. CLIP weights fill both the image and the (frozen) text tower. Or a whole trained
+            model on the Hugging Face Hub, ``"hf-hub:ORG/NAME"`` (``@REVISION`` optional; an export of
+            ``python -m clamp.export format=hub``, see :mod:`clamp.model_hub`): its recipe is rebuilt and
+            its weights loaded, in eval mode; ``name``, ``keypoints``, ``backbone`` and ``overrides``
+            may be given only as that recipe has them.
+        keypoints: a registered :class:`KeypointSpec` name, a spec, or its dict form (default ``"ap10k"``;
+            for an ``hf-hub:`` model, its own).
         backbone: with a bare kind: an open_clip architecture (``"RN101"``, ``"ViT-B-32"``,
             ``"ViT-L-14-336"``, ``"convnext_base"``, ``"EVA02-B-16"``, ...; see
             :func:`clamp.models.clip_backbone.backbone_family`) or a tiny config name.
@@ -196,6 +205,8 @@ def create_model(
         The model, with ``model.config`` = ``{"name", "keypoints", ["backbone",] **overrides}`` such that
         ``create_model(**model.config)`` rebuilds the architecture (weights then come from a checkpoint).
     """
+    if is_hub_id(pretrained):
+        return _from_hub(name, str(pretrained), keypoints, backbone, overrides)
     backbone_overrides = overrides.get("backbone_overrides") or {}
     if not isinstance(backbone_overrides, Mapping):
         raise TypeError(
@@ -207,7 +218,7 @@ def create_model(
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise TypeError(f"create_model('{name}'): unknown option(s) {unknown}; valid options: {sorted(allowed)}")
-    spec = get_keypoint_spec(keypoints)
+    spec = get_keypoint_spec(DEFAULT_KEYPOINTS if keypoints is None else keypoints)
     opts = dict(overrides)
     opts.pop("backbone_overrides", None)
     input_size = opts.pop("input_size", cfg.input_size)
@@ -258,3 +269,30 @@ def create_model(
         heatmap_size,
     )
     return model
+
+
+def _from_hub(
+    name: str,
+    source: str,
+    keypoints: str | KeypointSpec | Mapping[str, Any] | None,
+    backbone: str | None,
+    overrides: Mapping[str, Any],
+) -> PoseModel:
+    """``create_model(name, pretrained="hf-hub:...")``: the Hub model, if the arguments fit its recipe."""
+    from clamp.checkpoint import build_model
+    from clamp.predictor import read_export
+
+    export = read_export(source)
+    recipe = export.record["model"]
+    given = dict(overrides, name=name, **({} if backbone is None else {"backbone": backbone}))
+    differ = sorted(key for key, value in given.items() if recipe.get(key) != value)
+    if keypoints is not None and get_keypoint_spec(keypoints) != get_keypoint_spec(recipe["keypoints"]):
+        differ.append("keypoints")
+    if differ:
+        stored = {key: recipe["keypoints"].get("name") if key == "keypoints" else recipe.get(key) for key in differ}
+        has = ", ".join(f"{key}={value!r}" if key in recipe else f"no {key} option" for key, value in stored.items())
+        raise HubModelError(
+            f"create_model({name!r}, pretrained={source!r}): the model there has {has}; "
+            f"call create_model({recipe['name']!r}, pretrained={source!r}) with no other options"
+        )
+    return build_model(export.record, export.weights, export.weights_source)
