@@ -43,4 +43,5 @@ class ThroughputLogger(L.Callback):
             self._last_step = time.perf_counter()
         seconds = self._last_step - self._started
         if seconds > 0:
-            pl_module.log("train/samples_per_s", self._samples / seconds, on_epoch=True, rank_zero_only=True)
+            # Every process estimates the whole run's rate from its own clock; the figure is their mean.
+            pl_module.log("train/samples_per_s", self._samples / seconds, on_epoch=True, sync_dist=True)
