@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from omegaconf import OmegaConf
 
 from clamp.cli import ConfigError, _compose, check_command_line, hydra_entry_point
 from clamp.errors import ClampError
-from tests.helpers import run_cli
+from tests.helpers import run_cli, start_cli
 
 optuna = pytest.importorskip("optuna", reason="the optuna extra is not installed: pip install -e '.[optuna]'")
 
@@ -97,6 +99,18 @@ def test_without_the_optuna_extra_a_search_says_how_to_install_it():
 
 def test_a_search_space_on_the_command_line_passes_the_check():
     check_command_line("train", ["-m", *SEARCH, "optimizer.weight_decay=tag(log, interval(1e-5, 1e-3))"])
+
+
+def test_a_training_job_returns_its_best_val_ap_and_a_trial_without_one_fails(monkeypatch):
+    import clamp.train as train_module
+
+    monkeypatch.setattr(train_module, "run_training", lambda cfg: train_module.TrainingResult({"AP": 0.2}, 0.37))
+    assert train_module.train_job(None) == 0.37  # the objective: best val/AP, not the test AP
+    monkeypatch.setattr(train_module, "run_training", lambda cfg: train_module.TrainingResult({}, None))
+    assert train_module.train_job(None) is None  # a run outside a search needs no val/AP
+    monkeypatch.setattr(train_module, "in_search_trial", lambda: True)
+    with pytest.raises(ClampError, match="never validated"):
+        train_module.train_job(None)
 
 
 # A stand-in training run, so that the sweeper is tested without training: its objective is its α1.
@@ -196,9 +210,13 @@ def test_failed_trials_are_recorded_and_a_study_keeps_to_its_command(tmp_path, m
 
 def _best_val_ap(run: Path) -> float:
     """The run's best val/AP as its own CSV log has it."""
-    (log,) = run.glob("csv/version_*/metrics.csv")
-    with log.open() as rows:
-        return max(float(row["val/AP"]) for row in csv.DictReader(rows) if row.get("val/AP"))
+    (version,) = run.glob("csv/version_*")
+    return _best_val_ap_of_version(version)
+
+
+def _best_val_ap_of_version(version: Path) -> float:
+    with (version / "metrics.csv").open() as rows:
+        return max((float(row["val/AP"]) for row in csv.DictReader(rows) if row.get("val/AP")), default=-1.0)
 
 
 @pytest.mark.slow
@@ -220,3 +238,26 @@ def test_a_smoke_search_stopped_after_two_trials_continues_to_three(tmp_path):
     table = run_cli("-m", "clamp.tables", _study_dir(tmp_path), "--sweep", "loss.alpha_spatial", "--format", "csv")
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].count("alpha_spatial=") == 3
+
+
+@pytest.mark.slow
+def test_a_search_stopped_in_a_trial_resumes_that_trial_from_its_checkpoint(tmp_path):
+    command = ["-m", "clamp.train", "-m", *SEARCH, f"paths.root_dir={tmp_path}", "hydra.sweeper.n_trials=2"]
+    command += ["trainer.max_epochs=4", "speed.cpu_threads=1"]
+    search = start_cli(*command)
+    checkpoint = _study_dir(tmp_path) / "1" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 600
+    while not checkpoint.is_file() and search.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    search.send_signal(signal.SIGINT)  # Ctrl-C in the second trial, after its first epoch
+    _, err = search.communicate(timeout=300)
+    assert search.returncode == 128 + signal.SIGINT, err[-3000:]
+    assert [t.state.name for t in _trials(tmp_path)] == ["COMPLETE", "RUNNING"]
+    done = run_cli(*command, timeout=600)  # the same command continues the study
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = _trials(tmp_path)
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    run = _study_dir(tmp_path) / "1"
+    assert "resuming" in (run / "fewshot20.log").read_text()
+    assert len(list(run.glob("csv/version_*"))) == 2  # the stopped run and its resumption, in one folder
+    assert trials[1].value == pytest.approx(max(_best_val_ap_of_version(v) for v in run.glob("csv/version_*")))

@@ -59,14 +59,7 @@ _HYDRA_FLAGS_WITH_VALUE = {
     "-i",
 }
 # Library messages that are noise on a console (they stay in the run's log file at INFO).
-_QUIET_LOGGERS = (
-    "lightning",
-    "lightning.pytorch",
-    "lightning.fabric",
-    "pytorch_lightning",
-    "torch.distributed",
-    "alembic",  # under Optuna's database storage: a line per plugin of its own on import
-)
+_QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "torch.distributed")
 _QUIET_WARNINGS = (
     r".*does not have many workers.*",
     r".*Found \d+ module\(s\) in eval mode.*",

@@ -24,13 +24,13 @@ One search process per study: trials found running are taken to be those of a st
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import optuna
 from hydra.utils import instantiate
 
-from clamp.cli import run_entry_point
 from clamp.errors import ClampError
 
 log = logging.getLogger("clamp.search")
@@ -67,9 +67,13 @@ def prepare_storage(impl: Any) -> None:
 
 
 def sweep(impl: Any, arguments: list[str]) -> None:
-    """Run (or continue) the search of the plugin's sweeper ``impl`` (``OptunaSweeperImpl``): a user error
-    is one line with exit status 2, as in the commands."""
-    run_entry_point(_sweep, impl, arguments)
+    """Run (or continue) the search of the plugin's sweeper ``impl`` (``OptunaSweeperImpl``). A user error
+    ends it with one line and exit status 2, as in the commands (a trial's own error fails only the trial)."""
+    try:
+        _sweep(impl, arguments)
+    except ClampError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _sweep(impl: Any, arguments: list[str]) -> None:
@@ -109,6 +113,8 @@ def _sweep(impl: Any, arguments: list[str]) -> None:
     except ValueError:  # the plugin asks the study for its best trial: is there none?
         if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
             raise
+        if not study.trials:
+            raise SearchError(f"study {study.study_name} has no trials: set hydra.sweeper.n_trials above 0") from None
         raise SearchError(
             f"no trial of study {study.study_name} completed ({finished(study)} failed): the errors are above, "
             f"and each in its trial's log ({impl.config.hydra.sweep.dir}/<trial>/)"

@@ -6,6 +6,7 @@ command), and Optuna itself is imported only when a search runs. Hydra's plugin 
 editable install, so the sweeper also registers itself; ``clamp.cli`` imports this module for a search.
 """
 
+import logging
 from importlib.util import find_spec
 from typing import Any
 
@@ -19,12 +20,6 @@ if find_spec("hydra_plugins.hydra_optuna_sweeper") is not None:
     class ContinuableOptunaSweeper(OptunaSweeper):  # type: ignore[misc]
         """``OptunaSweeper`` whose study lives in the sweep folder and continues where a stopped search ended."""
 
-        def __init__(self, **settings: Any) -> None:
-            from clamp.cli import quiet_console
-
-            quiet_console()  # before the plugin imports Optuna, whose Alembic logs a line per plugin of its own
-            super().__init__(**settings)
-
         def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
             from clamp.search import prepare_storage
 
@@ -37,3 +32,6 @@ if find_spec("hydra_plugins.hydra_optuna_sweeper") is not None:
             sweep(self.sweeper, arguments)
 
     Plugins.instance().register(ContinuableOptunaSweeper)
+    # Optuna's database storage imports Alembic, which logs a line per plugin of its own at INFO; Hydra
+    # imports Optuna (for the sampler) before any of the sweeper's code runs.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
