@@ -194,18 +194,18 @@ def test_failed_trials_are_recorded_and_a_study_keeps_to_its_command(tmp_path, m
     monkeypatch.setitem(FAIL_AT, "trial", 0)
     with pytest.raises(SystemExit) as stopped:  # its only trial failed
         _search(monkeypatch, tmp_path, 1)
-    assert stopped.value.code == 2
+    assert stopped.value.code == 2  # until a trial completes, a failure stops the search (the setup's, mostly)
     assert f"error: no trial of study {STUDY} completed (1 failed)" in capsys.readouterr().err
-    monkeypatch.setitem(FAIL_AT, "trial", 1)
-    _search(monkeypatch, tmp_path, 3)  # trial 1 fails too, and the search goes on to trial 2
-    assert [t.state.name for t in _trials(tmp_path)] == ["FAIL", "FAIL", "COMPLETE"]
-    assert "Failed experiment: trial 1: non-finite loss" in capsys.readouterr().out
+    monkeypatch.setitem(FAIL_AT, "trial", 2)
+    _search(monkeypatch, tmp_path, 4)  # trial 1 completes; trial 2 fails, and the search goes on to trial 3
+    assert [t.state.name for t in _trials(tmp_path)] == ["FAIL", "COMPLETE", "FAIL", "COMPLETE"]
+    assert "Failed experiment: trial 2: non-finite loss" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stopped:
-        _search(monkeypatch, tmp_path, 4, "seed=1")
+        _search(monkeypatch, tmp_path, 5, "seed=1")
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert "was started by another command" in err and "this command has seed=1" in err
-    assert len(_trials(tmp_path)) == 3
+    assert len(_trials(tmp_path)) == 4
 
 
 def _best_val_ap(run: Path) -> float:

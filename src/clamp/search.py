@@ -16,7 +16,8 @@ runs this module's :func:`sweep`):
   draw the first trials' values again;
 * a study refuses to be continued by another command (say a smoke search and a real one in one folder);
 * a failed trial is recorded failed with its error (``max_failure_rate`` says when the search stops);
-  a search that ends with no completed trial ends with one line, exit status 2.
+  until a trial has completed, a failed one stops the search (a missing dataset would fail them all) with
+  one line, exit status 2.
 
 One search process per study: trials found running are taken to be those of a stopped search.
 """
@@ -105,20 +106,32 @@ def _sweep(impl: Any, arguments: list[str]) -> None:
     for trial in study.trials:
         if trial.state == optuna.trial.TrialState.RUNNING:
             _rerun(impl, study, trial)
-    impl.n_trials = max(0, impl.n_trials - finished(study))
+    to_do = max(0, impl.n_trials - finished(study))
     impl.job_idx = len(study.trials)  # the next trial's number is the next job's number
     _move_seed(impl, len(study.trials))
-    try:
-        impl.sweep(arguments)
-    except ValueError:  # the plugin asks the study for its best trial: is there none?
-        if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-            raise
-        if not study.trials:
-            raise SearchError(f"study {study.study_name} has no trials: set hydra.sweeper.n_trials above 0") from None
-        raise SearchError(
-            f"no trial of study {study.study_name} completed ({finished(study)} failed): the errors are above, "
-            f"and each in its trial's log ({impl.config.hydra.sweep.dir}/<trial>/)"
-        ) from None
+    # Until a trial completes, a failure is more likely the setup's (data, weights, a config value) than the
+    # sampled values': the first trial runs alone, and its failure stops the search instead of repeating.
+    batches = [to_do] if _completed(study) or to_do < 2 else [1, to_do - 1]
+    for n_trials in batches:
+        impl.n_trials = n_trials
+        try:
+            impl.sweep(arguments)
+        except ValueError:  # the plugin asks the study for its best trial: is there none?
+            if _completed(study):
+                raise
+            if not study.trials:
+                raise SearchError(
+                    f"study {study.study_name} has no trials: set hydra.sweeper.n_trials above 0"
+                ) from None
+            raise SearchError(
+                f"no trial of study {study.study_name} completed ({finished(study)} failed), and until one does a "
+                "failed trial stops the search: its error is above, and in its trial's log "
+                f"({impl.config.hydra.sweep.dir}/<trial>/); fix it and rerun the same command to continue"
+            ) from None
+
+
+def _completed(study: optuna.Study) -> bool:
+    return any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
 def _rerun(impl: Any, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
