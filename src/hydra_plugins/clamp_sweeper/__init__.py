@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 if find_spec("hydra_plugins.hydra_optuna_sweeper") is not None:
     from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
-    class ContinuableOptunaSweeper(OptunaSweeper):  # type: ignore[misc]
+    class ContinuableOptunaSweeper(OptunaSweeper):
         """``OptunaSweeper`` whose study lives in the sweep folder and continues where a stopped search ended."""
 
         def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
