@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade "pip>=23.2"
-	PYTHONWARNINGS=ignore $(PY) -m pip install -qq -c constraints.txt -e '.[test,slurm,onnx,dev,sleap]'
+	PYTHONWARNINGS=ignore $(PY) -m pip install -qq -c constraints.txt -e '.[test,slurm,optuna,onnx,dev,sleap]'
 	@touch $@
 
 # The synthetic dataset is generated on first use and cached in data/synthetic/.

@@ -167,6 +167,20 @@ CASES: dict[str, list[Case]] = {
     "a table experiment without `-m`": [
         ("table", lambda f: ["-m", "clamp.train", "+experiment=table1"], {}, "run it as a multirun with -m"),
     ],
+    "a hyperparameter search without `-m`": [
+        (
+            "search_without_m",
+            lambda f: ["-m", "clamp.train", "+experiment=fewshot20", "+hparams_search=clamp_fewshot"],
+            {},
+            "runs as a multirun: add -m",
+        ),
+        (
+            "optuna_alone",
+            lambda f: ["-m", "clamp.train", "-m", "+experiment=fewshot20", "hydra/sweeper=optuna"],
+            {},
+            "+hparams_search=clamp_fewshot",
+        ),
+    ],
 }
 
 

@@ -15,6 +15,7 @@ Every entry point (``clamp.train``, ``clamp.eval``, ``clamp.predict``, ``clamp.e
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.resources
 import json
 import logging
@@ -96,7 +97,9 @@ def _first_job(overrides: list[str]) -> list[str]:
 
     first = []
     for override in OverridesParser.create().parse_overrides(overrides):
-        if override.is_sweep_override():
+        if override.is_interval_sweep():  # a search space of the Optuna sweeper: interval(low, high)
+            first.append(f"{override.get_key_element()}={override.value().start}")
+        elif override.is_sweep_override():
             first.append(f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}")
         else:
             first.append(override.input_line)
@@ -147,6 +150,10 @@ def check_command_line(config_name: str, argv: list[str]) -> None:
         options = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
         if found:
             group, option = found.groups()
+            if group == "hydra/sweeper" and option == "optuna":
+                raise ConfigError(
+                    "the Optuna sweeper of a hyperparameter search is an optional extra: pip install -e '.[optuna]'"
+                ) from None
             raise ConfigError(
                 f"there is no {group}={option}{did_you_mean(option, options)}; options of "
                 f"'{group}': {', '.join(options)}"
@@ -167,12 +174,44 @@ def check_command_line(config_name: str, argv: list[str]) -> None:
             f"hydra/launcher=slurm: set trainer.devices to the number of GPUs per node (got "
             f"{cfg.trainer.devices!r}); the job's GPUs and tasks per node follow it"
         )
-    sweep = cfg.hydra.get("sweeper", {}).get("params") if "sweeper" in cfg.hydra else None
+    sweeper = cfg.hydra.get("sweeper", {})
+    if is_search_sweeper(sweeper):
+        _check_search(sweeper, multirun)
+    sweep = sweeper.get("params")
     if sweep and not multirun:
         raise ConfigError(
             f"this experiment is a table sweep of {len(sweep)} axes ({', '.join(sweep)}); run it as "
             "a multirun with -m, or name one row with its overrides instead"
         )
+
+
+def is_search_sweeper(sweeper: Any) -> bool:
+    """Whether a ``hydra.sweeper`` config is a hyperparameter search (the Optuna sweeper, or ours of it)."""
+    return "optuna" in str(sweeper.get("_target_", "")).lower()
+
+
+def _check_search(sweeper: Any, multirun: bool) -> None:
+    """A search maximises the best val/AP over a search space, as a multirun (conf/hparams_search/)."""
+    if not multirun:
+        raise ConfigError("a hyperparameter search runs as a multirun: add -m")
+    target = str(sweeper.get("_target_"))
+    if target.startswith("hydra_plugins."):  # registers the sweeper, which Hydra cannot find in an editable install
+        importlib.import_module(target.rsplit(".", 1)[0])
+    hint = "+hparams_search=clamp_fewshot (conf/hparams_search/) sets the search space, direction and study"
+    if not sweeper.get("params"):
+        raise ConfigError(f"hydra/sweeper=optuna: no search space (hydra.sweeper.params); {hint}")
+    if str(sweeper.get("direction")).split(".")[-1] != "maximize":
+        raise ConfigError(
+            f"hydra.sweeper.direction={sweeper.get('direction')}: the objective is the best val/AP, so the "
+            f"direction is maximize; {hint}"
+        )
+
+
+def in_search_trial() -> bool:
+    """Whether this process runs a trial of a hyperparameter search (a job of the Optuna sweeper)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and is_search_sweeper(HydraConfig.get().get("sweeper", {}))
 
 
 def quiet_console() -> None:
@@ -208,17 +247,21 @@ def run_entry_point(task: Callable[..., Any], *args: Any) -> Any:
         print(f"stopped: {stop}", file=sys.stderr)
         sys.exit(stop.exit_code)
     except (ClampError, MissingMandatoryValue) as error:
+        if in_search_trial():  # the sweeper records the trial failed with this error, and the search goes on
+            log.error("error: %s", error)
+            raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 
 
 def hydra_entry_point(config_name: str, task: Callable[[Any], Any]) -> Callable[[], None]:
-    """The ``main()`` of an entry point: check the command line, then run ``task(cfg)`` under Hydra."""
+    """The ``main()`` of an entry point: check the command line, then run ``task(cfg)`` under Hydra (what
+    ``task`` returns is the Hydra job's return value, which the Optuna sweeper takes as the objective)."""
     import hydra
 
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
-    def hydra_main(cfg: Any) -> None:
-        run_entry_point(task, cfg)
+    def hydra_main(cfg: Any) -> Any:
+        return run_entry_point(task, cfg)  # a job's return value: a hyperparameter search's objective
 
     @functools.wraps(task)
     def main() -> None:

@@ -1,7 +1,8 @@
 """Train (and then test) a pose model: ``python -m clamp.train +experiment=fewshot20``.
 
 With no experiment it runs the offline demo configuration. ``--cfg job`` prints the composed
-config; ``-m`` sweeps (a whole table: ``-m +experiment=table2``). A rerun in the same run folder
+config; ``-m`` sweeps (a whole table: ``-m +experiment=table2``; a hyperparameter search:
+``-m +hparams_search=clamp_fewshot``, see :mod:`clamp.search`). A rerun in the same run folder
 resumes its ``checkpoints/last.ckpt`` (``ckpt_path=auto``), which is how requeued SLURM jobs continue.
 """
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from clamp.cli import hydra_entry_point, quiet_other_ranks, report_metrics
+from clamp.cli import hydra_entry_point, in_search_trial, quiet_other_ranks, report_metrics
 from clamp.errors import ClampError
 
 log = logging.getLogger("clamp.train")
@@ -131,8 +133,34 @@ def training_threads(setting: Any) -> int | None:
     return setting
 
 
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a training run gives: its test metrics (those of metrics.json; empty with
+    ``test_after_fit=false``) and its best val/AP (the best checkpoint's; None when it never validated)."""
+
+    test_metrics: dict[str, Any]
+    best_val_ap: float | None
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then evaluate the best checkpoint on the test split; returns the test metrics."""
+    return run_training(cfg).test_metrics
+
+
+def train_job(cfg: DictConfig) -> float | None:
+    """One job of ``python -m clamp.train``: a training run; returns its best val/AP, which a hyperparameter
+    search (``+hparams_search=...``) maximises."""
+    best = run_training(cfg).best_val_ap
+    if best is None and in_search_trial():
+        raise ClampError(
+            "this trial never validated, so it has no val/AP to be judged by: keep trainer.limit_val_batches "
+            "above 0 and trainer.check_val_every_n_epoch at most trainer.max_epochs"
+        )
+    return best
+
+
+def run_training(cfg: DictConfig) -> TrainingResult:
+    """Fit, then evaluate the best checkpoint on the test split (see :class:`TrainingResult`)."""
     import lightning as L
     import torch
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -196,6 +224,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except Preempted as stopped:
         finish_loggers(trainer, stopped.exit_code)
         raise
+    best_score = trainer.checkpoint_callback.best_model_score  # the monitored val/AP's best
     metrics: dict[str, Any] = {}
     if cfg.test_after_fit:
         best = trainer.checkpoint_callback.best_model_path or None
@@ -204,7 +233,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:
             report_metrics(metrics, output_dir / "metrics.json", f"test metrics ({best or 'last weights'})")
     finish_loggers(trainer)
-    return metrics
+    return TrainingResult(metrics, None if best_score is None else float(best_score))
 
 
 def finish_loggers(trainer, exit_code: int = 0) -> None:
@@ -217,7 +246,7 @@ def finish_loggers(trainer, exit_code: int = 0) -> None:
             logger.guard(lambda: logger.experiment.finish(exit_code=exit_code))  # noqa: B023 (called at once)
 
 
-main = hydra_entry_point("train", train)
+main = hydra_entry_point("train", train_job)
 
 if __name__ == "__main__":
     main()

@@ -276,7 +276,9 @@ def sweep_layout(runs: Sequence[Run], axis: str = "split.k") -> tuple[list[str],
     if not cells:
         raise RunsError(f"no run sets {axis}; pass --sweep with a config key the runs vary")
     values = sorted({v for per_value in cells.values() for v in per_value}, key=lambda v: (str(type(v)), v))
-    header = ["method", *(f"{axis.split('.')[-1]}={v}" for v in values)]
+    name = axis.split(".")[-1]
+    # A searched value (a trial of a hyperparameter search) is a float of many digits: four tell the trials apart.
+    header = ["method", *(f"{name}={v:.4g}" if isinstance(v, float) else f"{name}={v}" for v in values)]
     rows = [
         [method] + [_cell(per_value.get(v, []), None) for v in values] for method, per_value in sorted(cells.items())
     ]
