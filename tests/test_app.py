@@ -243,6 +243,11 @@ def test_the_page_loads_with_nothing_from_outside(browser_page):
     assert browser_page.outside_requests == []
 
 
+def test_the_page_serves_no_other_file_of_the_machine(browser_page, server, ckpt):
+    for path in (ckpt, Path(__file__).resolve()):
+        assert browser_page.request.get(f"{server['url']}gradio_api/file={path}").status == 403, path
+
+
 def test_an_uploaded_photo_is_drawn_with_the_keypoints_clamp_predict_writes(browser_page, ckpt, tmp_path):
     page = browser_page
     upload(page, PHOTO)

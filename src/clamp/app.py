@@ -13,6 +13,8 @@ says in one message what is wrong with a file that is not an image. Nothing reac
 Gradio's analytics and share links are off and its fonts are its own files.
 """
 
+# No `from __future__ import annotations` here: Gradio reads the event handlers' annotations
+# (gr.SelectData) as objects.
 import contextlib
 import html
 import io
@@ -45,10 +47,6 @@ BOX_HELP = (
     "x, y, w, h in pixels (as clamp.predict's boxes=), several separated by ';'; empty: the whole photo; "
     "or click two opposite corners on the drawing"
 )
-
-
-# No `from __future__ import annotations` here: Gradio reads the event handlers' annotations
-# (gr.SelectData) as objects.
 
 
 def parse_boxes(text: str | None) -> list[list[float]] | None:
