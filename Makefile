@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade "pip>=23.2"
-	PYTHONWARNINGS=ignore $(PY) -m pip install -qq -c constraints.txt -e '.[test,slurm,optuna,onnx,dev,sleap]'
+	PYTHONWARNINGS=ignore $(PY) -m pip install -qq -c constraints.txt -e '.[test,slurm,optuna,onnx,dev,sleap,app]'
 	@touch $@
 
 # The synthetic dataset is generated on first use and cached in data/synthetic/.
@@ -27,7 +27,9 @@ demo: install
 
 # Two pytest-xdist workers (the CPU count of the CI machines), each taking whole test files so that a
 # module's fixtures are built once.
+# The web demo's browser test drives Debian's Chromium: installed first when missing (as root, about 40 s).
 test: install
+	@scripts/install_chromium.sh
 	WANDB_MODE=disabled $(PY) -m pytest -n 2 --dist loadfile
 
 test-slow: install

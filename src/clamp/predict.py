@@ -419,8 +419,13 @@ def load_predictor(cfg: DictConfig):
     return Predictor.from_checkpoint(ckpt, device=cfg.device, **options)
 
 
-class _Run:
-    """One prediction run: batches images across files, draws and records them, streams videos."""
+class PredictionRun:
+    """One prediction run: batches images across files, draws and records them, streams videos.
+
+    ``cfg`` gives the drawing and score-map options (``draw_names``, ``draw_threshold``, ``score_maps``,
+    ``names``); what it found is in :attr:`images`, :attr:`videos` and :attr:`skipped`
+    (:func:`prediction_report` makes ``predictions.json`` of them).
+    """
 
     def __init__(
         self, cfg: DictConfig, predictor, names: OutputNames, boxes: BoxTable, root: Path, progress: Progress
@@ -591,6 +596,22 @@ def _names(cfg: DictConfig) -> str | list[str]:
     return cfg.names if isinstance(cfg.names, str) else list(cfg.names)
 
 
+def prediction_report(predictor, run: PredictionRun, boxes: BoxTable) -> dict[str, Any]:
+    """What ``predictions.json`` holds: the model, each image's and video's results, what was skipped
+    and, with a boxes file, the inputs it does not mention."""
+    report = {"model": predictor.describe(), "images": run.images, "videos": run.videos, "skipped": run.skipped}
+    if boxes.boxes is not None:
+        report["without_boxes"] = sorted(boxes.without_boxes)
+    return report
+
+
+def write_predictions(output: Path, report: dict[str, Any]) -> Path:
+    """``output/predictions.json`` of a :func:`prediction_report`."""
+    path = output / "predictions.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
 def predict(cfg: DictConfig) -> dict[str, Any]:
     source = Path(cfg.input)
     output = Path(cfg.output)
@@ -617,7 +638,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         log.info("score maps and named keypoints are drawn for images only, not for the frames of videos")
     started = time.perf_counter()
     with Progress(cfg.progress, cfg.progress_every) as progress:
-        run = _Run(cfg, predictor, names, boxes, root, progress)
+        run = PredictionRun(cfg, predictor, names, boxes, root, progress)
         for path in others:
             name = path.relative_to(root).as_posix()
             run.skipped.append({"file_name": name, "reason": f"not an image or video file (suffix '{path.suffix}')"})
@@ -645,14 +666,12 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             boxes.without_boxes[0],
             "no animal" if boxes.missing_boxes == "none" else "framed whole (missing_boxes=whole_image)",
         )
-    report = {"model": predictor.describe(), "images": run.images, "videos": run.videos, "skipped": run.skipped}
-    if boxes.boxes is not None:
-        report["without_boxes"] = sorted(boxes.without_boxes)
-    (output / "predictions.json").write_text(json.dumps(report, indent=2) + "\n")
+    report = prediction_report(predictor, run, boxes)
+    predictions = write_predictions(output, report)
     done = len(run.images) + run.frames
     summary = f"{len(run.images)} image(s)" + (f", {len(run.videos)} video(s) ({run.frames} frames)" if videos else "")
     print(
-        f"{summary} -> {output / 'predictions.json'}"
+        f"{summary} -> {predictions}"
         + (f"; {len(run.skipped)} skipped (listed there)" if run.skipped else "")
         + (
             f" [{seconds:.1f} s, {seconds / done:.3f} s per picture on {predictor.backend}"
