@@ -116,7 +116,7 @@ class TopDownDataset(Dataset):
         if decoded_cache is not None and reduced_decode:
             for inst, scale in zip(self.data.instances, self.scales):
                 smallest = transform.smallest_reduction(inst.keypoints, scale)
-                self.image_reductions[inst.image_id] = min(self.image_reductions.get(inst.image_id, 8), smallest)
+                self.image_reductions[inst.image_id] = min(self.image_reductions.get(inst.image_id, smallest), smallest)
         if seed is not None:
             transform.set_seed(seed)
 
@@ -150,7 +150,6 @@ class TopDownDataset(Dataset):
         try:
             if self.reduced_decode:
                 plan = self.transform.plan(width, inst.keypoints, center, scale, rng)
-                reduction = self.transform.max_reduction(plan)
                 if self.decoded_cache is not None:
                     # The image's own reduction, which every crop of it allows (at most this crop's).
                     reduction = self.image_reductions[inst.image_id]
@@ -158,6 +157,7 @@ class TopDownDataset(Dataset):
                         path, reduction, width, lambda: read_image_rgb_reduced(path, self.max_image_pixels, reduction)
                     )
                 else:
+                    reduction = self.transform.max_reduction(plan)
                     image, factor = read_image_rgb_reduced(path, self.max_image_pixels, reduction)
             elif self.decoded_cache is not None:
                 image, _ = self.decoded_cache.read(
